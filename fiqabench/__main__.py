@@ -1,0 +1,3 @@
+from fiqabench.cli import main
+
+raise SystemExit(main())

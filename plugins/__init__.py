@@ -1,0 +1,1 @@
+"""Built-in fiqabench plugins (import package ``fiqabench_plugins``): one package per method, FR model family and dataset family."""
