@@ -63,6 +63,9 @@ class Option:
     parse: Callable[[str], Any] = str
     choices: tuple[Any, ...] | None = None
     affects_result: bool = True
+    #: The value is a file path (weights): cache keys hold the file's content digest, so a
+    #: retrained file at the same path is never mistaken for the old one.
+    is_path: bool = False
 
 
 def parse_bool(text: str) -> bool:

@@ -33,6 +33,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "fiqabench.report",
     "fiqabench_plugins.synthetic",
     "fiqabench_plugins.brackets",
+    "fiqabench_plugins.diffiqa",
 )
 
 
@@ -123,7 +124,8 @@ def get_plugin_manager(
     try:
         pm.check_pending()
     except pluggy.PluginValidationError as exc:
-        raise PluginLoadError(f"plugin {exc.plugin_name!r} implements an unknown hook: {exc}") from exc
+        name = pm.get_name(exc.plugin) if exc.plugin is not None else "?"
+        raise PluginLoadError(f"plugin {name!r} implements an unknown hook: {exc}") from exc
     return result
 
 

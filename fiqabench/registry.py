@@ -38,7 +38,7 @@ _ALLOWED = {
     "fr_model": _COMMON | {"domain"},
     "method": _COMMON
     | {"needs_fr_model", "higher_is_better", "domains", "default_quality_fr_model"},
-    "dataset": _COMMON | {"domain", "default_fr_model"},
+    "dataset": _COMMON | {"domain", "default_fr_model", "default"},
     "format": {"summary", "version"},
     "trainer": {"version", "summary", "options"},
 }

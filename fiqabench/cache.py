@@ -1,0 +1,207 @@
+"""The cache: one relocatable root, content-addressed keys, atomic shards, completeness markers.
+
+Layout under the root (``--cache-dir``, else ``FIQABENCH_CACHE_DIR``, else
+``$XDG_CACHE_HOME/fiqabench``)::
+
+    v1/<kind>/<dataset>/<component>/<key>/part-00000.npz ... meta.json
+
+An entry is complete when ``meta.json`` exists; it is written last. Each shard is written to a
+temporary file in the same directory and renamed into place, so a crash (Ctrl-C, ``kill -9``)
+leaves whole shards or nothing, and the next run resumes at the first missing shard. Arrays are
+stored with ``allow_pickle=False``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fiqabench.errors import ConfigError
+
+FORMAT_VERSION = "v1"
+KINDS = ("embeddings", "similarities", "quality")
+
+_CACHEDIR_TAG = (
+    "Signature: 8a477f597d28d172789f06886806bc55\n"
+    "# This file is a cache directory tag created by fiqabench.\n"
+    "# For information about cache directory tags, see https://bford.info/cachedir/\n"
+)
+
+
+def resolve_cache_root(cli_value: str | os.PathLike[str] | None = None) -> Path:
+    """``--cache-dir``, else ``FIQABENCH_CACHE_DIR``, else ``$XDG_CACHE_HOME/fiqabench``."""
+    if cli_value:
+        return Path(cli_value).expanduser()
+    env = os.environ.get("FIQABENCH_CACHE_DIR")
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(xdg).expanduser() / "fiqabench"
+
+
+def canonical_json(payload: Any) -> str:
+    """JSON with sorted keys and no whitespace: equal payloads give equal strings."""
+    return json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str, allow_nan=True)
+
+
+def cache_key(payload: Mapping[str, Any]) -> str:
+    """First 16 hex digits of the sha256 of the canonical JSON of ``payload``.
+
+    >>> cache_key({"b": 1, "a": [1, 2]}) == cache_key({"a": [1, 2], "b": 1})
+    True
+    >>> len(cache_key({}))
+    16
+    """
+    return hashlib.sha256(canonical_json(payload).encode()).hexdigest()[:16]
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temporary file in the same directory and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def _safe_name(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-._@" else "_" for c in name)
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    """One cached value: shards plus a ``meta.json`` that marks it complete."""
+
+    path: Path
+
+    @property
+    def meta_path(self) -> Path:
+        return self.path / "meta.json"
+
+    def is_complete(self) -> bool:
+        return self.meta_path.is_file()
+
+    def meta(self) -> dict[str, Any]:
+        return json.loads(self.meta_path.read_text())
+
+    def shard_path(self, index: int) -> Path:
+        return self.path / f"part-{index:05d}.npz"
+
+    def has_shard(self, index: int) -> bool:
+        return self.shard_path(index).is_file()
+
+    def write_shard(self, index: int, arrays: Mapping[str, np.ndarray]) -> None:
+        import io
+
+        buffer = io.BytesIO()
+        np.savez(buffer, **{k: np.asarray(v) for k, v in arrays.items()})
+        atomic_write_bytes(self.shard_path(index), buffer.getvalue())
+
+    def read_shard(self, index: int) -> dict[str, np.ndarray]:
+        with np.load(self.shard_path(index), allow_pickle=False) as data:
+            return {name: data[name] for name in data.files}
+
+    def read_shards(self, count: int) -> dict[str, np.ndarray]:
+        """Concatenate shards ``0..count-1`` array by array."""
+        parts = [self.read_shard(i) for i in range(count)]
+        if not parts:
+            return {}
+        return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
+
+    def write_array(self, name: str, array: np.ndarray) -> None:
+        import io
+
+        buffer = io.BytesIO()
+        np.save(buffer, np.asarray(array), allow_pickle=False)
+        atomic_write_bytes(self.path / f"{name}.npy", buffer.getvalue())
+
+    def read_array(self, name: str) -> np.ndarray:
+        return np.load(self.path / f"{name}.npy", allow_pickle=False)
+
+    def finalize(self, meta: Mapping[str, Any]) -> None:
+        """Mark the entry complete (written last)."""
+        atomic_write_text(self.meta_path, json.dumps(meta, indent=2, sort_keys=True, default=str))
+
+
+class Cache:
+    """The cache root and its entries."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.base = self.root / FORMAT_VERSION
+
+    def ensure(self) -> None:
+        try:
+            self.base.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"cannot create cache directory {self.root}: {exc}") from exc
+        tag = self.root / "CACHEDIR.TAG"
+        if not tag.exists():
+            atomic_write_text(tag, _CACHEDIR_TAG)
+            atomic_write_text(
+                self.root / "README.md",
+                "# fiqabench cache\n\nEmbeddings, comparison scores and quality scores, content-addressed.\n"
+                "Safe to delete (`fiqabench cache clear`); everything here is recomputed on demand.\n",
+            )
+
+    def entry(self, kind: str, dataset: str, component: str, key: str) -> CacheEntry:
+        if kind not in KINDS:
+            raise ValueError(f"unknown cache kind {kind!r}")
+        return CacheEntry(self.base / kind / _safe_name(dataset) / _safe_name(component) / key)
+
+    def iter_entries(self) -> Iterator[tuple[str, str, str, CacheEntry]]:
+        for kind in KINDS:
+            kind_dir = self.base / kind
+            if not kind_dir.is_dir():
+                continue
+            for dataset_dir in sorted(p for p in kind_dir.iterdir() if p.is_dir()):
+                for component_dir in sorted(p for p in dataset_dir.iterdir() if p.is_dir()):
+                    for key_dir in sorted(p for p in component_dir.iterdir() if p.is_dir()):
+                        yield kind, dataset_dir.name, component_dir.name, CacheEntry(key_dir)
+
+    def info(self) -> list[dict[str, Any]]:
+        rows = []
+        for kind, dataset, component, entry in self.iter_entries():
+            size = sum(f.stat().st_size for f in entry.path.iterdir() if f.is_file())
+            rows.append(
+                {
+                    "kind": kind,
+                    "dataset": dataset,
+                    "component": component,
+                    "key": entry.path.name,
+                    "complete": entry.is_complete(),
+                    "bytes": size,
+                }
+            )
+        return rows
+
+    def clear(self, *, dataset: str | None = None, kind: str | None = None) -> int:
+        """Delete entries (all, or those of one dataset and/or kind); returns how many."""
+        removed = 0
+        for entry_kind, entry_dataset, _, entry in list(self.iter_entries()):
+            if dataset is not None and entry_dataset != _safe_name(dataset):
+                continue
+            if kind is not None and entry_kind != kind:
+                continue
+            shutil.rmtree(entry.path)
+            removed += 1
+        return removed

@@ -1,0 +1,378 @@
+"""The ``fiqabench`` command: run / evaluate / list / plugins / report / cache / train.
+
+Any :class:`~fiqabench.errors.FiqabenchError` becomes one line on stderr and exit status 2
+(``--debug`` shows the traceback). Listing and ``--help`` never import torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from fiqabench import __version__
+from fiqabench.errors import ConfigError, FiqabenchError
+
+log = logging.getLogger("fiqabench")
+
+LIST_KINDS = {
+    "methods": "method",
+    "datasets": "dataset",
+    "fr-models": "fr_model",
+    "formats": "format",
+    "trainers": "trainer",
+}
+
+
+def _common(parser: argparse.ArgumentParser, suppress: bool) -> None:
+    default = argparse.SUPPRESS if suppress else None
+    parser.add_argument("--plugins-dir", action="append", default=argparse.SUPPRESS if suppress else [],
+                        metavar="DIR", help="load every *.py file in DIR as a plugin (repeatable)")
+    parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS if suppress else False,
+                        help="show tracebacks")
+    parser.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS if suppress else 0,
+                        help="log progress details")
+    parser.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS if suppress else False,
+                        help="no progress bars")
+    del default
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fiqabench",
+        description="Benchmark face image quality assessment methods against face recognition models.",
+    )
+    parser.add_argument("--version", action="version", version=f"fiqabench {__version__}")
+    _common(parser, suppress=False)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run methods x datasets x FR models, write results, tables, plots")
+    _common(run, suppress=True)
+    run.add_argument("--methods", help="comma-separated FIQA methods (default: every method available)")
+    run.add_argument("--datasets", help="comma-separated datasets (default: the embedded benchmark)")
+    run.add_argument("--fr-models", help="comma-separated evaluation FR models (default: the dataset's)")
+    run.add_argument("--output", metavar="DIR", help="output directory (default: fiqabench-results/<UTC time>)")
+    run.add_argument("--cache-dir", metavar="DIR", help="cache root (default: $FIQABENCH_CACHE_DIR or ~/.cache/fiqabench)")
+    run.add_argument("--fmr", type=float, help="false match rate of the threshold (default 1e-3)")
+    run.add_argument("--discard-limits", help="comma-separated pAUC discard limits (default 0.2,0.3)")
+    run.add_argument("--device", help="cpu, cuda or cuda:N (default cpu)")
+    run.add_argument("--batch-size", type=int, help="images per batch for every component (default 64)")
+    run.add_argument("--seed", type=int, help="run seed for stochastic methods (default 0)")
+    run.add_argument("--method-option", action="append", metavar="NAME:KEY=VALUE", help="method option (repeatable)")
+    run.add_argument("--dataset-option", action="append", metavar="NAME:KEY=VALUE", help="dataset option (repeatable)")
+    run.add_argument("--fr-option", action="append", metavar="NAME:KEY=VALUE", help="FR model option (repeatable)")
+    run.add_argument("--on-failure", choices=("error", "lowest"),
+                     help="a method returning NaN fails the run (error, default) or ranks lowest")
+    run.add_argument("--template-quality", choices=("min", "mean"),
+                     help="template quality rule for set-based protocols (default: the dataset's)")
+    run.add_argument("--allow-domain-mismatch", action="store_true", default=None,
+                     help="run FR models on datasets outside their declared domain")
+    run.add_argument("--formats", help="comma-separated report formats (default: all available)")
+    run.add_argument("--config", metavar="FILE.toml", help="settings file; flags override it")
+
+    ev = sub.add_parser("evaluate", help="evaluate your own comparison and quality scores")
+    _common(ev, suppress=True)
+    ev.add_argument("--comparisons", required=True, metavar="C.csv", help="columns a,b,score,mated[,dataset,fr_model]")
+    ev.add_argument("--qualities", required=True, metavar="Q.csv", help="columns sample[,dataset] + one per method")
+    ev.add_argument("--fmr", type=float, default=1e-3)
+    ev.add_argument("--discard-limits", default="0.2,0.3")
+    ev.add_argument("--distance", action="store_true", help="scores are distances (lower = same subject)")
+    ev.add_argument("--lower-is-better", metavar="NAME,...", help="methods whose scores are lower-is-better")
+    ev.add_argument("--on-failure", choices=("error", "lowest"), default="error")
+    ev.add_argument("--formats", help="comma-separated report formats (default: all available)")
+    ev.add_argument("--output", metavar="DIR")
+
+    ls = sub.add_parser("list", help="list components with their availability")
+    _common(ls, suppress=True)
+    ls.add_argument("kind", choices=sorted(LIST_KINDS), nargs="?", default="methods")
+    ls.add_argument("--json", action="store_true", help="machine-readable output")
+
+    pl = sub.add_parser("plugins", help="list loaded plugins, their distributions and hooks")
+    _common(pl, suppress=True)
+
+    rp = sub.add_parser("report", help="regenerate tables and plots from a run's results.json")
+    _common(rp, suppress=True)
+    rp.add_argument("run_dir", metavar="DIR", help="run directory (or its results.json)")
+    rp.add_argument("--format", action="append", help="format name (repeatable; default: all available)")
+    rp.add_argument("--output", metavar="DIR", help="where to write (default: the run directory)")
+
+    ca = sub.add_parser("cache", help="show or clear the cache")
+    _common(ca, suppress=True)
+    ca.add_argument("action", choices=("info", "clear"))
+    ca.add_argument("--cache-dir", metavar="DIR")
+    ca.add_argument("--dataset", help="only entries of this dataset")
+
+    tr = sub.add_parser("train", help="train a model (e.g. the embedded FR model, the DifFIQA DDPM)")
+    _common(tr, suppress=True)
+    tr.add_argument("name", help="trainer name (fiqabench list trainers)")
+    tr.add_argument("--dataset", help="shortcut for --option dataset=NAME")
+    tr.add_argument("--option", action="append", metavar="KEY=VALUE", help="trainer option (repeatable)")
+    tr.add_argument("--config", metavar="FILE.toml", help="trainer options as a TOML table")
+    tr.add_argument("--output", required=True, metavar="PATH", help="weight file to write")
+    tr.add_argument("--device", default="cpu")
+    return parser
+
+
+def _registry(args: argparse.Namespace) -> Any:
+    from fiqabench.plugins import get_plugin_manager
+    from fiqabench.registry import Registry
+
+    plugin_set = get_plugin_manager(plugins_dirs=args.plugins_dir or [])
+    for failure in plugin_set.failures:
+        print(f"fiqabench: warning: {failure.describe()}", file=sys.stderr)
+    return Registry(plugin_set)
+
+
+def _progress_factory(quiet: bool) -> Any:
+    if quiet:
+        from fiqabench.runner import null_progress
+
+        return null_progress
+    from tqdm import tqdm
+
+    def factory(total: int, desc: str) -> Any:
+        return tqdm(total=total, desc=desc, unit="img", leave=False, file=sys.stderr, dynamic_ncols=True)
+
+    return factory
+
+
+def _default_output() -> Path:
+    return Path("fiqabench-results") / datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from fiqabench.config import load_toml, merge, parse_component_options, parse_floats, split_names
+    from fiqabench.runner import Runner, build_plan, write_outputs
+
+    base = load_toml(args.config) if args.config else {}
+    overrides = {
+        "methods": split_names(args.methods),
+        "datasets": split_names(args.datasets),
+        "fr_models": split_names(args.fr_models),
+        "output": args.output,
+        "cache_dir": args.cache_dir,
+        "fmr": args.fmr,
+        "discard_limits": parse_floats(args.discard_limits, "--discard-limits") if args.discard_limits else None,
+        "device": args.device,
+        "batch_size": args.batch_size,
+        "seed": args.seed,
+        "on_failure": args.on_failure,
+        "template_quality": args.template_quality,
+        "allow_domain_mismatch": args.allow_domain_mismatch,
+        "formats": split_names(args.formats),
+        "method_options": parse_component_options(args.method_option, "--method-option"),
+        "dataset_options": parse_component_options(args.dataset_option, "--dataset-option"),
+        "fr_options": parse_component_options(args.fr_option, "--fr-option"),
+    }
+    config = merge(base, overrides)
+    registry = _registry(args)
+    for name in config.formats or ():
+        registry.get("format", name)
+    plan = build_plan(registry, config)
+    out_dir = Path(config.output) if config.output else _default_output()
+    runner = Runner(registry, config, progress=_progress_factory(args.quiet))
+    result = runner.run(plan)
+    written = write_outputs(registry, result, out_dir, config.formats)
+    _print_summary(result["document"], out_dir, len(written), args.quiet)
+    return 0
+
+
+def _print_summary(document: dict[str, Any], out_dir: Path, n_files: int, quiet: bool) -> None:
+    limits = [format(float(x), "g") for x in document["config"]["discard_limits"]]
+    lines = []
+    for row in document["results"]:
+        paucs = "  ".join(
+            f"pAUC@{k}={row['pauc'][k]:.3f}" if row["pauc"].get(k) is not None else f"pAUC@{k}=n/a" for k in limits
+        )
+        rt = row.get("runtime_ms_per_image")
+        runtime = f"  {rt['mean']:.2f} ms/img" if rt else ""
+        lines.append(
+            f"{row['dataset']:<16} {row['fr_model']:<20} {row['method']:<14} "
+            f"FNMR(0)={row['fnmr_at_zero']:.4f}  {paucs}{runtime}"
+        )
+    if not quiet:
+        print("\n".join(lines))
+    print(f"wrote {n_files} files to {out_dir}")
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from fiqabench.config import parse_floats, split_names
+    from fiqabench.evaluate_csv import evaluate_files
+    from fiqabench.runner import write_outputs
+
+    limits = parse_floats(args.discard_limits, "--discard-limits")
+    registry = _registry(args)
+    formats = split_names(args.formats)
+    for name in formats or ():
+        registry.get("format", name)
+    document = evaluate_files(
+        comparisons=Path(args.comparisons),
+        qualities=Path(args.qualities),
+        fmr=args.fmr,
+        discard_limits=limits,
+        distance=args.distance,
+        lower_is_better=split_names(args.lower_is_better) or [],
+        on_failure=args.on_failure,
+    )
+    out_dir = Path(args.output) if args.output else _default_output()
+    written = write_outputs(registry, {"document": document, "qualities": None}, out_dir, formats)
+    _print_summary(document, out_dir, len(written), args.quiet)
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    registry = _registry(args)
+    kind = LIST_KINDS[args.kind]
+    rows = []
+    for entry in registry.entries(kind):
+        reason = entry.unavailable_reason() if kind != "format" else None
+        row: dict[str, Any] = {
+            "name": entry.name,
+            "version": entry.version,
+            "available": reason is None,
+            "reason": reason,
+            "summary": entry.summary,
+            "plugin": entry.plugin,
+        }
+        if kind == "method":
+            need = entry.metadata.get("needs_fr_model", "none")
+            row["needs_fr_model"] = need
+            row["applies_to"] = _applies_to(registry, need)
+            row["domains"] = list(entry.metadata.get("domains") or []) or "any"
+        if kind in ("fr_model", "dataset"):
+            row["domain"] = entry.metadata.get("domain")
+        if entry.options:
+            row["options"] = {k: {"default": o.default, "help": o.help} for k, o in entry.options.items()}
+        rows.append(row)
+    if args.json:
+        print(json.dumps(rows, indent=2, default=str))
+        return 0
+    for row in rows:
+        status = "available" if row["available"] else f"UNAVAILABLE: {row['reason']}"
+        print(f"{row['name']} @ {row['version']}  [{status}]")
+        if row["summary"]:
+            print(f"    {row['summary']}")
+        if kind == "method":
+            print(f"    needs from the FR model: {row['needs_fr_model']}; applies to: {row['applies_to']}; "
+                  f"datasets: {row['domains']}")
+        if row.get("domain"):
+            print(f"    domain: {row['domain']}")
+        for key, option in (row.get("options") or {}).items():
+            print(f"    option {key} (default {option['default']!r}): {option['help']}")
+    return 0
+
+
+def _applies_to(registry: Any, need: str) -> str:
+    if need == "none":
+        return "no FR model needed"
+    names = registry.names("fr_model")
+    return ", ".join(names) if names else "no FR model registered"
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    from fiqabench.plugins import get_plugin_manager
+
+    plugin_set = get_plugin_manager(plugins_dirs=args.plugins_dir or [])
+    rows = []
+    for name, plugin in sorted(plugin_set.pm.list_name_plugin(), key=lambda item: str(item[0])):
+        hooks = sorted(h.name for h in plugin_set.pm.get_hookcallers(plugin) or [])
+        rows.append({"name": name, "distribution": plugin_set.distributions.get(name), "hooks": hooks})
+    failures = [
+        {"name": f.name, "distribution": f.distribution, "error": f.error} for f in plugin_set.failures
+    ]
+    print(json.dumps({"plugins": rows, "failed": failures}, indent=2))
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from fiqabench.results import load_results
+    from fiqabench.runner import write_reports
+
+    document = load_results(args.run_dir)
+    run_dir = Path(args.run_dir)
+    out_dir = Path(args.output) if args.output else (run_dir if run_dir.is_dir() else run_dir.parent)
+    registry = _registry(args)
+    formats = args.format
+    for name in formats or ():
+        registry.get("format", name)
+    written = write_reports(registry, document, out_dir, formats)
+    for path in written:
+        print(path)
+    return 0
+
+
+def cmd_cache(args: argparse.Namespace) -> int:
+    from fiqabench.cache import Cache, resolve_cache_root
+
+    cache = Cache(resolve_cache_root(args.cache_dir))
+    if args.action == "info":
+        rows = cache.info()
+        total = sum(r["bytes"] for r in rows)
+        print(f"cache root: {cache.root}")
+        for r in rows:
+            state = "" if r["complete"] else "  (incomplete: resumes on the next run)"
+            print(f"{r['kind']:<12} {r['dataset']:<16} {r['component']:<28} {r['key']}  {r['bytes'] / 1e6:8.2f} MB{state}")
+        print(f"{len(rows)} entries, {total / 1e6:.2f} MB")
+    else:
+        removed = cache.clear(dataset=args.dataset)
+        print(f"removed {removed} entries from {cache.root}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from fiqabench.config import load_toml_table
+
+    registry = _registry(args)
+    entry = registry.get("trainer", args.name)
+    given: dict[str, Any] = dict(load_toml_table(args.config)) if args.config else {}
+    for item in args.option or ():
+        key, eq, value = item.partition("=")
+        if not eq:
+            raise ConfigError(f"--option {item!r}: expected KEY=VALUE")
+        given[key.strip()] = value
+    if args.dataset:
+        given["dataset"] = args.dataset
+    options = entry.resolve_options(given)
+    train = entry.load()
+    progress = None if args.quiet else _progress_factory(False)
+    path = train(options=options, device=args.device, output=Path(args.output), progress=progress)
+    print(f"wrote {path}")
+    return 0
+
+
+COMMANDS = {
+    "run": cmd_run,
+    "evaluate": cmd_evaluate,
+    "list": cmd_list,
+    "plugins": cmd_plugins,
+    "report": cmd_report,
+    "cache": cmd_cache,
+    "train": cmd_train,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    level = logging.WARNING - 10 * min(int(args.verbose or 0), 2)
+    logging.basicConfig(level=level, format="fiqabench: %(levelname)s: %(message)s")
+    try:
+        return COMMANDS[args.command](args)
+    except FiqabenchError as exc:
+        if args.debug:
+            raise
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        print(f"fiqabench: error: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("fiqabench: interrupted; finished shards are cached, rerun the same command to resume",
+              file=sys.stderr)
+        return 130

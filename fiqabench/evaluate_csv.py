@@ -1,0 +1,200 @@
+"""``fiqabench evaluate``: bring your own comparison scores and quality scores.
+
+``C.csv``: columns ``a,b,score,mated`` (sample ids; similarity unless ``--distance``; 0/1) and
+optionally ``dataset`` and ``fr_model`` (absent: one dataset and FR model named ``custom``).
+``Q.csv``: column ``sample`` (optionally ``dataset``, which scopes the ids) plus one column per
+FIQA method. Produces the same ``results.json`` rows as ``fiqabench run``.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fiqabench.errors import InputFormatError
+from fiqabench.evaluation import (
+    ProtocolScores,
+    apply_failure_policy,
+    evaluate_quality,
+    quality_histogram,
+)
+from fiqabench.results import make_document
+
+DEFAULT_NAME = "custom"
+
+
+def _reader(path: Path) -> tuple[csv.DictReader, Any]:
+    try:
+        handle = open(path, newline="")
+    except OSError as exc:
+        raise InputFormatError(path, None, None, f"cannot open: {exc.strerror}") from exc
+    reader = csv.DictReader(handle)
+    if reader.fieldnames is None:
+        handle.close()
+        raise InputFormatError(path, 1, None, "empty file: expected a header row")
+    reader.fieldnames = [name.strip() for name in reader.fieldnames]
+    return reader, handle
+
+
+def _require_columns(path: Path, reader: csv.DictReader, columns: Sequence[str]) -> None:
+    missing = [c for c in columns if c not in (reader.fieldnames or [])]
+    if missing:
+        raise InputFormatError(
+            path, 1, ", ".join(missing), f"missing column(s); the header has {', '.join(reader.fieldnames or [])}"
+        )
+
+
+def _float(path: Path, line: int, field: str, text: str | None, allow_empty: bool = False) -> float:
+    if text is None or text.strip() == "":
+        if allow_empty:
+            return math.nan
+        raise InputFormatError(path, line, field, "empty value")
+    try:
+        value = float(text)
+    except ValueError:
+        raise InputFormatError(path, line, field, f"expected a number, got {text!r}") from None
+    if math.isnan(value) and not allow_empty:
+        raise InputFormatError(path, line, field, "NaN is not a valid value")
+    return value
+
+
+def read_qualities(path: Path) -> tuple[list[str], dict[tuple[str, str], dict[str, float]]]:
+    """Method names and ``(dataset, sample) -> {method: quality}`` (NaN for empty cells)."""
+    reader, handle = _reader(path)
+    with handle:
+        _require_columns(path, reader, ["sample"])
+        methods = [c for c in reader.fieldnames or [] if c not in ("sample", "dataset")]
+        if not methods:
+            raise InputFormatError(path, 1, None, "no method columns: add one column of scores per FIQA method")
+        table: dict[tuple[str, str], dict[str, float]] = {}
+        for row in reader:
+            line = reader.line_num
+            sample = (row.get("sample") or "").strip()
+            if not sample:
+                raise InputFormatError(path, line, "sample", "empty sample id")
+            dataset = (row.get("dataset") or DEFAULT_NAME).strip() or DEFAULT_NAME
+            if (dataset, sample) in table:
+                raise InputFormatError(path, line, "sample", f"duplicate sample id {sample!r}")
+            table[(dataset, sample)] = {
+                m: _float(path, line, m, row.get(m), allow_empty=True) for m in methods
+            }
+    if not table:
+        raise InputFormatError(path, None, None, "no rows")
+    return methods, table
+
+
+def read_comparisons(path: Path, distance: bool) -> dict[tuple[str, str], dict[str, list[Any]]]:
+    """``(dataset, fr_model) -> {"a", "b", "score", "mated", "line"}`` lists."""
+    reader, handle = _reader(path)
+    groups: dict[tuple[str, str], dict[str, list[Any]]] = defaultdict(
+        lambda: {"a": [], "b": [], "score": [], "mated": [], "line": []}
+    )
+    with handle:
+        _require_columns(path, reader, ["a", "b", "score", "mated"])
+        for row in reader:
+            line = reader.line_num
+            mated_text = (row.get("mated") or "").strip().lower()
+            if mated_text in ("1", "true", "yes"):
+                mated = True
+            elif mated_text in ("0", "false", "no"):
+                mated = False
+            else:
+                raise InputFormatError(path, line, "mated", f"expected 0 or 1, got {row.get('mated')!r}")
+            score = _float(path, line, "score", row.get("score"))
+            for field in ("a", "b"):
+                if not (row.get(field) or "").strip():
+                    raise InputFormatError(path, line, field, "empty sample id")
+            key = (
+                (row.get("dataset") or DEFAULT_NAME).strip() or DEFAULT_NAME,
+                (row.get("fr_model") or DEFAULT_NAME).strip() or DEFAULT_NAME,
+            )
+            group = groups[key]
+            group["a"].append(row["a"].strip())
+            group["b"].append(row["b"].strip())
+            group["score"].append(-score if distance else score)
+            group["mated"].append(mated)
+            group["line"].append(line)
+    if not groups:
+        raise InputFormatError(path, None, None, "no rows")
+    return groups
+
+
+def evaluate_files(
+    *,
+    comparisons: Path,
+    qualities: Path,
+    fmr: float = 1e-3,
+    discard_limits: Sequence[float] = (0.2, 0.3),
+    distance: bool = False,
+    lower_is_better: Sequence[str] = (),
+    on_failure: str = "error",
+) -> dict[str, Any]:
+    """Read both files and return a results document (see :mod:`fiqabench.results`)."""
+    methods, quality_table = read_qualities(qualities)
+    unknown_flags = sorted(set(lower_is_better) - set(methods))
+    if unknown_flags:
+        raise InputFormatError(
+            qualities, 1, None,
+            f"--lower-is-better names {', '.join(unknown_flags)}, not columns of this file ({', '.join(methods)})",
+        )
+    scoped = any(dataset != DEFAULT_NAME for dataset, _ in quality_table)
+    groups = read_comparisons(comparisons, distance)
+    rows: list[dict[str, Any]] = []
+    protocols: list[dict[str, Any]] = []
+    for (dataset, fr_model), group in groups.items():
+        quality_dataset = dataset if scoped else DEFAULT_NAME
+        ids = sorted({*group["a"], *group["b"]})
+        index = {sample: i for i, sample in enumerate(ids)}
+        missing = [s for s in ids if (quality_dataset, s) not in quality_table]
+        if missing:
+            shown = ", ".join(missing[:5])
+            raise InputFormatError(
+                comparisons, None, "a/b",
+                f"{len(missing)} sample id(s) of dataset {dataset!r} have no row in {qualities} (e.g. {shown})",
+            )
+        a = np.array([index[s] for s in group["a"]])
+        b = np.array([index[s] for s in group["b"]])
+        mated = np.array(group["mated"], dtype=bool)
+        scores = np.array(group["score"], dtype=np.float64)
+        if not mated.any() or mated.all():
+            kind = "mated" if not mated.any() else "non-mated"
+            raise InputFormatError(comparisons, None, "mated", f"dataset {dataset!r} has no {kind} comparisons")
+        protocol = ProtocolScores.from_comparisons(a, b, mated, scores, fmr)
+        protocols.append({"dataset": dataset, "fr_model": fr_model, "fmr": fmr, "threshold": protocol.threshold,
+                          "n_mated": int(mated.sum()), "n_non_mated": protocol.n_non_mated})
+        for method in methods:
+            quality = np.array([quality_table[(quality_dataset, s)][method] for s in ids])
+            if method in lower_is_better:
+                quality = -quality
+            quality, n_failures = apply_failure_policy(
+                quality, on_failure=on_failure, method=method, dataset=dataset, ids=ids
+            )
+            fields, _ = evaluate_quality(protocol, quality, discard_limits)
+            row = {
+                "dataset": dataset, "dataset_label": dataset,
+                "fr_model": fr_model, "fr_model_label": fr_model,
+                "method": method, "method_label": method, "method_version": None,
+                "quality_fr_model": None,
+            }
+            row.update(fields)
+            row["n_failures"] = n_failures
+            row["runtime_ms_per_image"] = None
+            row["quality_histogram"] = quality_histogram(quality)
+            rows.append(row)
+    config = {
+        "command": "evaluate",
+        "comparisons": str(comparisons),
+        "qualities": str(qualities),
+        "fmr": fmr,
+        "discard_limits": list(discard_limits),
+        "distance": distance,
+        "lower_is_better": list(lower_is_better),
+        "on_failure": on_failure,
+    }
+    return make_document(config=config, results=rows, components={}, protocols=protocols, device="n/a")

@@ -1,0 +1,107 @@
+"""Resume after kill -9, and the table of what must (not) change a cache key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from fiqabench.cache import cache_key
+from fiqabench.config import RunConfig
+from fiqabench.plugins import get_plugin_manager
+from fiqabench.registry import Registry
+from fiqabench.runner import Runner, build_plan
+
+from .conftest import FIXTURE_PLUGINS, load_json, run_cli, toy_run_args
+
+
+def _numbers(doc: dict) -> list[tuple]:
+    return [
+        (r["dataset"], r["fr_model"], r["method"], r["threshold"], r["fnmr_at_zero"], r["pauc"], r["edc"]["fnmr"])
+        for r in doc["results"]
+    ]
+
+
+def test_kill_9_then_resume_gives_the_uninterrupted_numbers(tmp_path: Path) -> None:
+    # Shards of 50 samples; toy-kill SIGKILLs its process in its 4th batch of 25 (the second
+    # shard) the first time, after the first shard was written.
+    marker = tmp_path / "killed"
+    env = {"FIQABENCH_TEST_KILL_MARKER": str(marker), "FIQABENCH_TEST_KILL_AT": "4", "FIQABENCH_SHARD_SIZE": "50"}
+    args = toy_run_args(tmp_path, "--batch-size", "25", "--formats", "csv", methods="random,toy-kill")
+    killed = run_cli(*args, env=env)
+    assert killed.returncode == -9 and marker.exists()
+    assert not (tmp_path / "out" / "results.json").exists()
+    shards = sorted((tmp_path / "cache").rglob("toy-kill@1/*/part-*.npz"))
+    assert [p.name for p in shards] == ["part-00000.npz"]
+    first_shard = shards[0].stat().st_mtime_ns
+    assert not list((tmp_path / "cache").rglob("toy-kill@1/*/meta.json")), "incomplete entry has no marker"
+    resumed = run_cli(*args, env=env)
+    assert resumed.returncode == 0, resumed.stderr
+    assert shards[0].stat().st_mtime_ns == first_shard, "the finished shard was reused, not recomputed"
+    assert len(list((tmp_path / "cache").rglob("toy-kill@1/*/part-*.npz"))) == 4
+
+    clean = tmp_path / "clean"
+    reference = run_cli(*toy_run_args(clean, "--batch-size", "25", "--formats", "csv", methods="random,toy-kill"),
+                        env={"FIQABENCH_SHARD_SIZE": "50"})
+    assert reference.returncode == 0, reference.stderr
+    assert _numbers(load_json(tmp_path / "out" / "results.json")) == _numbers(load_json(clean / "out" / "results.json"))
+
+
+def _keys(config: RunConfig) -> dict[str, str]:
+    """Cache keys of the toy run's embeddings and qualities under ``config``."""
+    registry = Registry(get_plugin_manager(entry_points=False, plugins_dirs=[FIXTURE_PLUGINS]))
+    plan = build_plan(registry, config)
+    runner = Runner(registry, config)
+    dplan = plan.datasets[0]
+    dataset = runner._build(dplan.component)
+    dataset_part = {"dataset": dplan.component.fingerprint(), "manifest": dataset.manifest_digest()}
+    fr = dplan.fr_models[0]
+    keys = {"embeddings": cache_key(Runner._embedding_key_payload(fr, dataset_part, False))}
+    for mplan in dplan.methods:
+        keys[mplan.component.name] = cache_key(Runner.quality_key_payload(mplan, dataset_part, config.seed))
+    return keys
+
+
+BASE = {"datasets": ["toy"], "methods": ["random", "toy-norm"]}
+
+
+@pytest.mark.parametrize(
+    ("change", "must_change"),
+    [
+        ({"method_options": {"random": {"distribution": "normal"}}}, {"random"}),
+        ({"fr_options": {"toy-fr": {"projection_seed": 4}}}, {"embeddings", "toy-norm"}),
+        ({"dataset_options": {"toy": {"identities": 12}}}, {"embeddings", "random", "toy-norm"}),
+        ({"seed": 1}, {"random", "toy-norm"}),
+        ({"batch_size": 5}, set()),
+        ({"device": "cuda"}, set()),
+        ({"output": "/elsewhere"}, set()),
+        ({"cache_dir": "/elsewhere"}, set()),
+        ({"fmr": 0.01, "discard_limits": [0.1]}, set()),
+    ],
+)
+def test_cache_key_table(change: dict, must_change: set[str]) -> None:
+    before = _keys(RunConfig(**BASE))
+    after = _keys(RunConfig(**{**BASE, **change}))
+    changed = {name for name in before if before[name] != after[name]}
+    assert changed == must_change
+
+
+def test_weights_file_content_is_in_the_key(tmp_path: Path) -> None:
+    from fiqabench.api import Option
+    from fiqabench.registry import Entry
+    from fiqabench.runner import Component
+
+    weights = tmp_path / "w.bin"
+    weights.write_bytes(b"one")
+    entry = Entry("fr_model", "x", "m:a", "p", None, options={"weights": Option(None, "", is_path=True),
+                                                                 "threads": Option(1, "", affects_result=False)})
+    first = cache_key(Component(entry, {"weights": str(weights), "threads": 1}).fingerprint())
+    assert first == cache_key(Component(entry, {"weights": str(weights), "threads": 8}).fingerprint())
+    moved = tmp_path / "moved.bin"
+    moved.write_bytes(b"one")
+    assert first == cache_key(Component(entry, {"weights": str(moved), "threads": 1}).fingerprint())
+    weights.write_bytes(b"two")
+    import os
+
+    os.utime(weights, ns=(1, 1))
+    assert first != cache_key(Component(entry, {"weights": str(weights), "threads": 1}).fingerprint())
