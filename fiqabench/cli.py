@@ -174,12 +174,24 @@ def cmd_run(args: argparse.Namespace) -> int:
     for name in config.formats or ():
         registry.get("format", name)
     plan = build_plan(registry, config)
+    _check_device(config.device)
     out_dir = Path(config.output) if config.output else _default_output()
     runner = Runner(registry, config, progress=_progress_factory(args.quiet))
     result = runner.run(plan)
     written = write_outputs(registry, result, out_dir, config.formats)
     _print_summary(result["document"], out_dir, len(written), args.quiet)
     return 0
+
+
+def _check_device(device: str) -> None:
+    if device == "cpu":
+        return
+    import torch
+
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"--device {device}: no CUDA device is visible to torch {torch.__version__}")
+    if device == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError("--device mps: the MPS backend is not available here")
 
 
 def _print_summary(document: dict[str, Any], out_dir: Path, n_files: int, quiet: bool) -> None:
