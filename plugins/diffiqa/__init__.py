@@ -1,0 +1,142 @@
+"""DifFIQA (Babnik, Peer, Struc, IJCB 2023): registration only (no torch import here).
+
+- FIQA method ``diffiqa`` -> :func:`fiqabench_plugins.diffiqa.method.factory` (paper §3.4-3.5,
+  Eq. 7);
+- trainer ``diffiqa-ddpm`` -> :func:`fiqabench_plugins.diffiqa.train.train` (extended DDPM
+  training, paper §3.3).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from fiqabench import hookimpl
+from fiqabench.api import Option, parse_bool
+
+__all__ = ["METHOD_OPTIONS", "TRAINER_OPTIONS", "VERSION"]
+
+#: Bump when scores change for the same options (cache keys use name@version).
+VERSION = "1"
+TRAINER_VERSION = "1"
+
+_HERE = Path(__file__).resolve().parent
+_SHIPPED = _HERE / "weights" / "diffiqa-ddpm-embedded.safetensors"
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise ValueError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _timestep(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= 999:
+        raise ValueError(f"expected a timestep in 1..999, got {text!r}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise ValueError(f"expected a positive number, got {text!r}")
+    return value
+
+
+METHOD_OPTIONS: dict[str, Option] = {
+    "n": Option(10, "repeats of the noise/denoise cycle (paper §3.5: n = 10)", _positive_int),
+    "t": Option(5, "forward-diffusion timestep (paper §3.5: t = 5; Table 4 ablates 20)", _timestep),
+    "sampler": Option(
+        "official",
+        "reverse process: official (released code: DDIM-form eta=1 loop from t-1, 6 calls at t=5)"
+        " or paper (ancestral DDPM steps of Eq. 3-4 at tau=t..1)",
+        str,
+        choices=("official", "paper"),
+    ),
+    "flip": Option(True, "use the horizontally flipped image (paper §3.5; Table 4 'w/o flip')", parse_bool),
+    "forward_term": Option(
+        True,
+        "compare with the noisy images x_t (false: E = {x_hat, x^f, x_hat^f}, our reading of Table 4"
+        " 'w/o forward pass')",
+        parse_bool,
+    ),
+    "weights": Option(None, "DDPM weights: our .safetensors or the official .pt (default: shipped embedded file)"),
+    "ema": Option(False, "use the EMA weights instead of the online ones (the official code uses online)", parse_bool),
+    "unet_config": Option(
+        "embedded", "UNet architecture the weights must have", str, choices=("embedded", "official")
+    ),
+    "precision": Option("fp32", "fp32, or bf16 autocast for the UNet and FR passes", str, choices=("fp32", "bf16")),
+    "compile": Option(False, "torch.compile the UNet", parse_bool, affects_result=False),
+    "batch_images": Option(
+        64, "at most this many images per UNet call (whole samples: 64 // 2n per group)", _positive_int,
+        affects_result=False,
+    ),
+}
+
+TRAINER_OPTIONS: dict[str, Option] = {
+    "dataset": Option("synthetic-train", "registered dataset whose images train the DDPM"),
+    "unet_config": Option("embedded", "UNet architecture", str, choices=("embedded", "official")),
+    "steps": Option(6000, "optimizer steps (official: 100,000)", _positive_int),
+    "batch_size": Option(64, "images per optimizer step (official: 16 x 4 accumulation = 64)", _positive_int),
+    "lr": Option(8e-5, "Adam learning rate (official 8e-5, betas 0.9/0.99)", _positive_float),
+    "seed": Option(0, "seed of every random draw of the run", _non_negative_int),
+    "ema_decay": Option(0.995, "EMA beta (official 0.995; update every 10 steps after step 100)", float),
+    "checkpoint_every": Option(500, "write a resumable checkpoint every this many steps", _positive_int),
+    "pool_copies": Option(
+        4, "precomputed degraded copies per training image (the degradation pipeline is slow)", _positive_int
+    ),
+    "degrade_scale": Option(
+        4, "degrade at this many times the DDPM resolution (official: 512 px for 112 px training)", _positive_int
+    ),
+    "max_images": Option(0, "use at most this many training images (0: all)", _non_negative_int),
+    "threads": Option(0, "torch CPU threads (0: leave as is)", _non_negative_int, affects_result=False),
+}
+
+
+def _method_availability(options: Mapping[str, Any]) -> str | None:
+    weights = options.get("weights")
+    if weights:
+        return None if Path(weights).is_file() else f"weights file {weights} does not exist"
+    if options.get("unet_config", "embedded") != "embedded":
+        return "no weights shipped for unet_config=official: pass diffiqa:weights=PATH"
+    if not _SHIPPED.is_file():
+        return f"shipped weights {_SHIPPED.name} missing: run `fiqabench train diffiqa-ddpm`"
+    return None
+
+
+@hookimpl
+def fiqabench_register_fiqa_methods(register: Any) -> None:
+    register(
+        "diffiqa",
+        "fiqabench_plugins.diffiqa.method:factory",
+        version=VERSION,
+        summary="Diffusion-based FIQA: embedding stability under forward noising and DDPM reconstruction",
+        reference="Babnik, Peer, Struc: DifFIQA, IJCB 2023 (§3.4-3.5, Eq. 7)",
+        display_name="DifFIQA",
+        needs_fr_model="embeddings",
+        higher_is_better=True,
+        default_quality_fr_model=None,
+        options=METHOD_OPTIONS,
+        availability=_method_availability,
+    )
+
+
+@hookimpl
+def fiqabench_register_trainers(register: Any) -> None:
+    register(
+        "diffiqa-ddpm",
+        "fiqabench_plugins.diffiqa.train:train",
+        version=TRAINER_VERSION,
+        summary="extended DDPM training of DifFIQA (paper §3.3): degraded/clean mixing, x0 target",
+        options=TRAINER_OPTIONS,
+    )

@@ -1,0 +1,270 @@
+"""The DifFIQA quality score (Babnik, Peer, Struc, IJCB 2023, §3.4-3.5, Eq. 7).
+
+For an image ``x`` and its horizontal flip ``x^f`` (paper §3.5), repeated ``n`` times:
+
+1. forward-noise both to ``t`` (default 5) with the DDPM forward process (Eq. 2):
+   ``x_t``, ``x^f_t``;
+2. denoise them (:mod:`.sampling`; default: the official reverse loop) into ``x_hat``,
+   ``x_hat^f``;
+3. embed ``x``, ``x^f`` (once each: they do not change across repeats) and every ``x_t``,
+   ``x_hat``, ``x^f_t``, ``x_hat^f`` with the FR model;
+4. ``q_x = 1 / (n |E|) sum_i sum_{e_y in E} cos(e_x, e_y)`` with
+   ``E = {e_{x_t}, e_{x_hat}, e_{x^f}, e_{x^f_t}, e_{x_hat^f}}`` (Eq. 7). Every term compares with
+   the embedding of the *un-flipped* original, as the official code does (``inference.py``
+   L126-131; research note ``diffiqa.md`` §4).
+
+Ablations (paper Table 4): ``flip=false`` drops the three flip terms, ``E = {e_{x_t}, e_{x_hat}}``;
+``forward_term=false`` is our reading of "w/o forward pass": the noisy images are not compared,
+``E = {e_{x_hat}, e_{x^f}, e_{x_hat^f}}`` (the reconstructions still start from the noised images).
+
+Conventions:
+
+- The DDPM works in ``[-1, 1]`` at its own resolution (the inputs are resized to it when they
+  differ). Every image goes to the FR model as ``fr_model.to_input_space((y + 1) / 2)``; noisy
+  images are *not* clamped (the official code does not clamp them), reconstructions are within
+  ``[-1, 1]`` already (x0 clamp). The FR model is a black box under ``torch.inference_mode``.
+- Per-sample seeds: sample ``i``'s noise (forward noise first, then one draw per reverse step, each
+  of shape ``(chains, 3, H, W)``) comes from a ``torch.Generator`` on the device seeded with
+  ``batch.seeds[i]``, so scores do not depend on batch size, order or chunking.
+- Batching: the ``2 n`` chains of a group of samples go through the UNet together; groups are cut
+  at sample boundaries so that a UNet call holds at most ``batch_images`` images (default 64, the
+  official inference batch: 64 // 20 = 3 images of 20 chains).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from fiqabench.api import FaceRecognitionModel, SampleBatch
+from fiqabench.errors import ConfigError, MissingArtifactError
+from fiqabench.fr import file_digest, rgb_uint8_to_unit
+
+from .checkpoint import load_weights
+from .sampling import SAMPLERS, reverse
+from .schedule import DiffusionSchedule
+from .unet import UNet, UNetConfig
+
+__all__ = ["DifFIQA", "DEFAULT_WEIGHTS", "eq7_quality", "factory", "terms_for"]
+
+#: The shipped embedded-world DDPM (trained by ``fiqabench train diffiqa-ddpm``).
+DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "weights" / "diffiqa-ddpm-embedded.safetensors"
+
+#: Names of the Eq. 7 terms, in the order of the official sum (``inference.py`` L126-131).
+ALL_TERMS = ("x_t", "x_hat", "flip_t", "flip_hat", "flip")
+
+
+def terms_for(*, flip: bool, forward_term: bool) -> tuple[str, ...]:
+    """The set ``E`` of Eq. 7 for the ablation switches (paper Table 4).
+
+    >>> terms_for(flip=True, forward_term=True)
+    ('x_t', 'x_hat', 'flip_t', 'flip_hat', 'flip')
+    >>> terms_for(flip=False, forward_term=True)
+    ('x_t', 'x_hat')
+    >>> terms_for(flip=True, forward_term=False)
+    ('x_hat', 'flip_hat', 'flip')
+    """
+    terms = [name for name in ALL_TERMS if flip or not name.startswith("flip")]
+    if not forward_term:
+        terms = [name for name in terms if name not in ("x_t", "flip_t")]
+    return tuple(terms)
+
+
+def eq7_quality(
+    e_x: torch.Tensor,
+    others: Mapping[str, torch.Tensor],
+    terms: Sequence[str],
+) -> torch.Tensor:
+    """Eq. 7: ``q = 1 / (n |E|) sum_i sum_{e_y in E} cos(e_x, e_y)``.
+
+    ``e_x`` is ``(B, D)``; ``others[name]`` is ``(B, n, D)`` for the per-repeat terms or
+    ``(B, D)`` for ``flip`` (constant over repeats, so its mean over ``n`` is itself). Returns
+    ``(B,)`` float32. Raw (unnormalised) embeddings are fine: cosine similarity normalises.
+    """
+    e_x = e_x.float()
+    total = torch.zeros(e_x.shape[0], device=e_x.device)
+    for name in terms:
+        e_y = others[name].float()
+        if e_y.ndim == 2:
+            total = total + F.cosine_similarity(e_x, e_y, dim=-1)
+        else:
+            total = total + F.cosine_similarity(e_x[:, None, :], e_y, dim=-1).mean(dim=1)
+    return total / len(terms)
+
+
+def _positive(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer, str)):
+        raise ConfigError(f"diffiqa: option {name} must be a positive integer, got {value!r}")
+    try:
+        number = int(value)
+    except ValueError:
+        raise ConfigError(f"diffiqa: option {name} must be a positive integer, got {value!r}") from None
+    if number < 1:
+        raise ConfigError(f"diffiqa: option {name} must be a positive integer, got {value!r}")
+    return number
+
+
+class DifFIQA:
+    """DifFIQA (paper §3.4-3.5): build with :func:`factory`, then call :meth:`score`."""
+
+    def __init__(self, *, options: Mapping[str, Any], device: torch.device | str = "cpu", unet: UNet | None = None) -> None:
+        self.device = torch.device(device)
+        self.n = _positive("n", options.get("n", 10))
+        self.t = _positive("t", options.get("t", 5))
+        if self.t >= 1000:
+            raise ConfigError(f"diffiqa: option t must be in 1..999, got {self.t}")
+        self.sampler = str(options.get("sampler", "official"))
+        if self.sampler not in SAMPLERS:
+            raise ConfigError(f"diffiqa: option sampler={self.sampler!r}: expected one of {', '.join(SAMPLERS)}")
+        self.flip = bool(options.get("flip", True))
+        self.forward_term = bool(options.get("forward_term", True))
+        self.precision = str(options.get("precision", "fp32"))
+        if self.precision not in ("fp32", "bf16"):
+            raise ConfigError(f"diffiqa: option precision={self.precision!r}: expected fp32 or bf16")
+        self.batch_images = _positive("batch_images", options.get("batch_images", 64))
+        self.terms = terms_for(flip=self.flip, forward_term=self.forward_term)
+        config_name = str(options.get("unet_config", "embedded"))
+        expected = UNetConfig.named(config_name)
+        if unet is None:
+            weights = options.get("weights")
+            path = Path(weights) if weights else DEFAULT_WEIGHTS
+            if not weights and config_name != "embedded":
+                raise MissingArtifactError(missing_weights_message(None, config_name))
+            if not path.is_file():
+                raise MissingArtifactError(missing_weights_message(path, config_name))
+            unet = load_weights(path, ema=bool(options.get("ema", False)), expected_config=expected, device=self.device)
+            self.weights_path: Path | None = path
+            self.weights_digest = file_digest(path)
+        else:
+            self.weights_path = None
+            self.weights_digest = "in-memory"
+        self.unet = unet.to(self.device).eval()
+        for param in self.unet.parameters():
+            param.requires_grad_(False)
+        self.image_size = self.unet.config.image_size
+        self.schedule = DiffusionSchedule.cosine(device=self.device)
+        self._forward = self.unet
+        if bool(options.get("compile", False)):
+            self._forward = torch.compile(self.unet)  # type: ignore[assignment]
+
+    # -- helpers ---------------------------------------------------------------------------------
+
+    def _autocast(self) -> AbstractContextManager[Any]:
+        if self.precision == "bf16":
+            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+        return nullcontext()
+
+    def _denoise(self, x: torch.Tensor, tau: int) -> torch.Tensor:
+        time = torch.full((x.shape[0],), tau, device=x.device, dtype=torch.long)
+        with self._autocast():
+            out = self._forward(x, time)
+        return out.float()
+
+    def _embed(self, fr_model: FaceRecognitionModel, images: torch.Tensor) -> torch.Tensor:
+        """``[-1, 1]`` images -> embeddings, via the FR model's own input-space conversion."""
+        with self._autocast():
+            out = fr_model.forward(fr_model.to_input_space((images + 1.0) / 2.0))
+        return out.float()
+
+    def prepare(self, images: np.ndarray) -> torch.Tensor:
+        """uint8 RGB ``(N, H, W, 3)`` -> ``[-1, 1]`` float ``(N, 3, S, S)`` at the DDPM size ``S``."""
+        rgb01 = rgb_uint8_to_unit(images, self.device)
+        if tuple(rgb01.shape[-2:]) != (self.image_size, self.image_size):
+            rgb01 = F.interpolate(
+                rgb01, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False, antialias=True
+            )
+        return rgb01 * 2.0 - 1.0
+
+    # -- the method ------------------------------------------------------------------------------
+
+    def score_tensor(
+        self, x: torch.Tensor, seeds: Sequence[int], fr_model: FaceRecognitionModel
+    ) -> torch.Tensor:
+        """Eq. 7 for ``[-1, 1]`` images ``x`` ``(B, 3, S, S)`` with one seed per image."""
+        if len(seeds) != x.shape[0]:
+            raise ConfigError(f"diffiqa: {x.shape[0]} images but {len(seeds)} seeds")
+        chains = (2 if self.flip else 1) * self.n
+        per_group = max(1, self.batch_images // chains)
+        out = []
+        for start in range(0, x.shape[0], per_group):
+            group = x[start : start + per_group]
+            gens = []
+            for seed in seeds[start : start + per_group]:
+                gen = torch.Generator(device=self.device)
+                gen.manual_seed(int(seed) & 0xFFFF_FFFF_FFFF_FFFF)
+                gens.append(gen)
+            out.append(self._score_group(group, gens, chains, fr_model))
+        return torch.cat(out) if out else torch.zeros(0, device=self.device)
+
+    def _score_group(
+        self, x: torch.Tensor, gens: list[torch.Generator], chains: int, fr_model: FaceRecognitionModel
+    ) -> torch.Tensor:
+        b, c, h, w = x.shape
+        n = self.n
+        x_flip = x.flip(-1)
+        # rows: sample-major, then [original x n, flip x n]
+        parts = [x[:, None].expand(b, n, c, h, w)]
+        if self.flip:
+            parts.append(x_flip[:, None].expand(b, n, c, h, w))
+        start = torch.cat(parts, dim=1).reshape(b * chains, c, h, w)
+
+        def noise() -> torch.Tensor:
+            return torch.cat(
+                [torch.randn((chains, c, h, w), generator=g, device=self.device, dtype=torch.float32) for g in gens]
+            )
+
+        time = torch.full((b * chains,), self.t, device=self.device, dtype=torch.long)
+        x_t = self.schedule.q_sample(start, time, noise())
+        x_hat = reverse(x_t, self.t, denoise=self._denoise, schedule=self.schedule, noise=noise, sampler=self.sampler)
+        # one FR call: originals, flips, noisy, reconstructed
+        inputs = [x] + ([x_flip] if self.flip else []) + [x_t, x_hat]
+        emb = self._embed(fr_model, torch.cat(inputs))
+        e_x, emb = emb[:b], emb[b:]
+        others: dict[str, torch.Tensor] = {}
+        if self.flip:
+            others["flip"], emb = emb[:b], emb[b:]
+        d = emb.shape[-1]
+        e_t = emb[: b * chains].reshape(b, chains // n, n, d)
+        e_hat = emb[b * chains :].reshape(b, chains // n, n, d)
+        others["x_t"], others["x_hat"] = e_t[:, 0], e_hat[:, 0]
+        if self.flip:
+            others["flip_t"], others["flip_hat"] = e_t[:, 1], e_hat[:, 1]
+        return eq7_quality(e_x, others, self.terms)
+
+    def score(self, batch: SampleBatch, *, fr_model: FaceRecognitionModel | None) -> np.ndarray:
+        """Quality per image (higher is better): Eq. 7, a mean cosine similarity."""
+        if fr_model is None:
+            raise ConfigError("diffiqa needs an FR model (quality_fr_model)")
+        if len(batch) == 0:
+            return np.zeros(0, np.float32)
+        with torch.inference_mode():
+            x = self.prepare(batch.images)
+            q = self.score_tensor(x, [int(s) for s in np.asarray(batch.seeds).tolist()], fr_model)
+        return q.cpu().numpy().astype(np.float32)
+
+
+def missing_weights_message(path: Path | None, config_name: str) -> str:
+    """What is missing and the two ways to fix it."""
+    if config_name == "official":
+        where = f"not found: {path}" if path is not None else "not given (none are shipped for unet_config=official)"
+        return (
+            f"DifFIQA DDPM weights {where}. Pass the official checkpoint (diff_pretrain.pt"
+            " from the DifFIQA repository) with --method-option diffiqa:weights=PATH"
+        )
+    return (
+        f"DifFIQA DDPM weights not found: {path}. Train them with"
+        " `fiqabench train diffiqa-ddpm --output PATH` (dataset synthetic-train) and pass"
+        " --method-option diffiqa:weights=PATH, or restore the shipped file"
+        f" {DEFAULT_WEIGHTS.name}"
+    )
+
+
+def factory(*, options: Mapping[str, Any], device: torch.device | str = "cpu") -> DifFIQA:
+    """The registered target: ``factory(options=..., device=...)`` -> :class:`DifFIQA`."""
+    return DifFIQA(options=options, device=device)

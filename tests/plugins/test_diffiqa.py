@@ -1,0 +1,591 @@
+"""Tests of the DifFIQA plugin (paper: Babnik, Peer, Struc, IJCB 2023; research note diffiqa.md).
+
+Numbers in these tests come from the research note's tables (§1.2, §1.4, §2), which were measured
+on the official classes, or are computed by hand in the test.
+"""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from fiqabench.api import InputSpace, SampleBatch
+from fiqabench.errors import ConfigError, InputFormatError, MissingArtifactError
+from fiqabench.fr import TorchFRModel
+from fiqabench_plugins.diffiqa.checkpoint import (
+    load_official_checkpoint,
+    load_weights,
+    official_to_unet_state_dict,
+    save_weights,
+)
+from fiqabench_plugins.diffiqa.degrade import (
+    _convolve,
+    anisotropic_gaussian,
+    degrade_lq,
+    fspecial_gaussian,
+)
+from fiqabench_plugins.diffiqa.method import DifFIQA, eq7_quality, factory, terms_for
+from fiqabench_plugins.diffiqa.sampling import ddim_step, official_time_pairs, reverse
+from fiqabench_plugins.diffiqa.schedule import DiffusionSchedule, cosine_beta_schedule
+from fiqabench_plugins.diffiqa.train import EMA, mix_degraded, train_on_images, training_loss
+from fiqabench_plugins.diffiqa.unet import UNet, UNetConfig, block_parameter_counts, count_parameters
+
+SCHEDULE = DiffusionSchedule.cosine()
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread() -> object:
+    """Tiny tensors: with 2 OpenMP threads on a shared machine, synchronisation dominates."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+# ------------------------------------------------------------------------------------------------
+# helpers
+# ------------------------------------------------------------------------------------------------
+
+TINY = UNetConfig(
+    dim=8,
+    dim_mults=(1, 2),
+    image_size=16,
+    linear_attention=(True, False),
+    mid_attention=True,
+    attn_heads=2,
+    attn_dim_head=8,
+)
+
+
+def tiny_unet(seed: int = 0) -> UNet:
+    torch.manual_seed(seed)
+    model = UNet(TINY)
+    with torch.no_grad():  # break the symmetric default init of norms/biases
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    return model.eval()
+
+
+def tiny_fr(size: int = 24, dim: int = 16) -> TorchFRModel:
+    torch.manual_seed(1)
+    trunk = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.PReLU(8), nn.AdaptiveAvgPool2d(4), nn.Flatten())
+    head = nn.Linear(8 * 16, dim)
+    return TorchFRModel(
+        name="tiny",
+        version="0",
+        domain="test",
+        input_space=InputSpace(size=(size, size)),
+        embedding_size=dim,
+        trunk=trunk,
+        head=head,
+        weights_digest="tiny",
+    )
+
+
+def method(**options: object) -> DifFIQA:
+    return DifFIQA(options=options, device="cpu", unet=tiny_unet())
+
+
+def batch(n: int, seeds: list[int] | None = None, size: int = 16) -> SampleBatch:
+    rng = np.random.default_rng(7)
+    images = rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8)
+    return SampleBatch(
+        ids=tuple(f"s{i}" for i in range(n)),
+        images=images,
+        metadata=tuple({} for _ in range(n)),
+        seeds=np.array(seeds if seeds is not None else [1000 + i for i in range(n)], dtype=np.int64),
+    )
+
+
+# ------------------------------------------------------------------------------------------------
+# schedule (paper Eq. 2; diff_util.py L67-77, diff_gauss.py L77-107; note §1.2 table)
+# ------------------------------------------------------------------------------------------------
+
+
+def test_schedule_constants_match_the_research_note_table() -> None:
+    assert SCHEDULE.betas.dtype == torch.float32 and SCHEDULE.num_timesteps == 1000
+    assert cosine_beta_schedule().dtype == torch.float64
+    table = {  # t: (beta_t, abar_t, sqrt abar_t, sqrt(1 - abar_t))
+        0: (4.128e-5, 0.999959, 0.999979, 0.006427),
+        4: (6.072e-5, 0.999745, 0.999873, 0.015968),
+        5: (6.557e-5, 0.999679, 0.999840, 0.017904),
+        20: (1.385e-4, 0.998114, 0.999057, 0.043425),
+        50: (2.849e-4, 0.991725, 0.995854, 0.090969),
+        99: (5.269e-4, 0.972093, 0.985948, 0.167055),
+    }
+    for t, (beta, abar, sqrt_abar, std) in table.items():
+        assert float(SCHEDULE.betas[t]) == pytest.approx(beta, rel=2e-4)  # 4 significant digits
+        assert float(SCHEDULE.alphas_cumprod[t]) == pytest.approx(abar, abs=6e-7)
+        assert float(SCHEDULE.sqrt_alphas_cumprod[t]) == pytest.approx(sqrt_abar, abs=6e-7)
+        # the note's last digit came from float32 maths; the buffer is float64 maths cast to float32
+        assert float(SCHEDULE.sqrt_one_minus_alphas_cumprod[t]) == pytest.approx(std, abs=2.5e-6)
+    assert float(SCHEDULE.sqrt_one_minus_alphas_cumprod[5]) == pytest.approx(0.017904, abs=1e-6)
+    assert float(SCHEDULE.betas.max()) == pytest.approx(0.999)  # clipped at the end of the schedule
+
+
+def test_forward_process_statistics() -> None:
+    gen = torch.Generator().manual_seed(0)
+    x0 = torch.full((20000, 1), 0.5)
+    for t in (5, 50, 99):
+        time = torch.full((x0.shape[0],), t)
+        x_t = SCHEDULE.q_sample(x0, time, torch.randn(x0.shape, generator=gen))
+        abar = float(SCHEDULE.alphas_cumprod[t])
+        assert float(x_t.mean()) == pytest.approx(0.5 * math.sqrt(abar), abs=4 * math.sqrt(1 - abar) / 140)
+        assert float(x_t.std()) == pytest.approx(math.sqrt(1 - abar), rel=0.03)
+
+
+# ------------------------------------------------------------------------------------------------
+# samplers (note §1.4; diff_gauss.py L156-190)
+# ------------------------------------------------------------------------------------------------
+
+
+def test_official_time_pairs() -> None:
+    assert official_time_pairs(5) == [(4, 3), (3, 2), (2, 1), (1, 0), (0, 0), (0, -1)]
+    pairs20 = official_time_pairs(20)
+    assert pairs20[0] == (19, 18) and pairs20[-3:] == [(1, 0), (0, 0), (0, -1)] and len(pairs20) == 21
+
+
+def test_one_reverse_step_against_hand_computation() -> None:
+    table = {(4, 3): (0.999903, 0.012165, 0.006802), (3, 2): (0.999931, 0.009930, 0.006308),
+             (2, 1): (0.999956, 0.007433, 0.005674), (1, 0): (0.999979, 0.004417, 0.004668),
+             (0, 0): (0.999979, 0.006427, 0.0)}
+    gen = torch.Generator().manual_seed(3)
+    x_tau = torch.randn(2, 3, 4, 4, generator=gen) * 0.5
+    x0 = torch.randn(2, 3, 4, 4, generator=gen).clamp(-1, 1)
+    z = torch.randn(2, 3, 4, 4, generator=gen)
+    for (tau, nxt), (sqrt_a_next, c, sigma) in table.items():
+        a = float(SCHEDULE.alphas_cumprod[tau])
+        eps = (x_tau / math.sqrt(a) - x0) / math.sqrt(1 / a - 1)
+        by_hand = sqrt_a_next * x0 + c * eps + sigma * z
+        got = ddim_step(x_tau, x0, tau, nxt, SCHEDULE, z)
+        # table coefficients have 6 decimals; eps is O(50) here, so compare at 1e-6 * |eps|
+        assert torch.allclose(got, by_hand, atol=2e-6 * float(eps.abs().max()) + 1e-5)
+
+
+class _Recorder:
+    def __init__(self, value: float = 2.0) -> None:
+        self.taus: list[int] = []
+        self.noise_draws = 0
+        self.value = value
+
+    def denoise(self, x: torch.Tensor, tau: int) -> torch.Tensor:
+        self.taus.append(tau)
+        return torch.full_like(x, self.value) * (1 + tau)
+
+    def noise(self) -> torch.Tensor:
+        self.noise_draws += 1
+        return torch.zeros(1, 3, 2, 2)
+
+
+def test_official_sampler_calls_and_output() -> None:
+    rec = _Recorder()
+    out = reverse(torch.zeros(1, 3, 2, 2), 5, denoise=rec.denoise, schedule=SCHEDULE, noise=rec.noise)
+    assert rec.taus == [4, 3, 2, 1, 0, 0]  # starts one below t, repeated step at 0
+    assert rec.noise_draws == 5
+    assert torch.equal(out, torch.ones(1, 3, 2, 2))  # last x0 prediction, clamped to [-1, 1]
+
+
+def test_paper_sampler_is_ancestral_ddpm() -> None:
+    rec = _Recorder(value=0.1)
+    x_t = torch.full((1, 3, 2, 2), 0.3)
+    out = reverse(x_t, 5, denoise=rec.denoise, schedule=SCHEDULE, noise=rec.noise, sampler="paper")
+    assert rec.taus == [5, 4, 3, 2, 1] and rec.noise_draws == 4
+    x = x_t.clone()
+    for tau in range(5, 0, -1):  # posterior mean with z = 0 (our noise source returns zeros)
+        x0 = torch.full_like(x, 0.1 * (1 + tau)).clamp(-1, 1)
+        x = float(SCHEDULE.posterior_mean_coef1[tau]) * x0 + float(SCHEDULE.posterior_mean_coef2[tau]) * x
+    assert torch.allclose(out, x, atol=1e-6)
+    with pytest.raises(ConfigError):
+        reverse(x_t, 5, denoise=rec.denoise, schedule=SCHEDULE, noise=rec.noise, sampler="ddim")
+
+
+# ------------------------------------------------------------------------------------------------
+# UNet (note §2)
+# ------------------------------------------------------------------------------------------------
+
+
+def test_official_unet_parameter_counts_and_shapes() -> None:
+    with torch.device("meta"):
+        model = UNet(UNetConfig.official())
+    assert count_parameters(model) == 142_872_835
+    assert block_parameter_counts(model) == {
+        "init_conv": 18_944,
+        "time_mlp": 328_704,
+        "downs": 23_221_120,
+        "mid": 40_388_608,
+        "ups": 78_307_712,
+        "final": 607_747,
+    }
+    sizes: list[int] = []
+    for level in model.downs:
+        level[3].register_forward_hook(lambda _m, _i, out: sizes.append(out.shape[-1]))
+    x = torch.empty(2, 3, 112, 112, device="meta")
+    out = model(x, torch.zeros(2, dtype=torch.long, device="meta"))
+    assert sizes == [56, 28, 14, 14] and tuple(out.shape) == (2, 3, 112, 112)
+    state = model.state_dict()
+    official_keys = {  # names and shapes of the official Unet (diff_unet.py)
+        "init_conv.weight": (128, 3, 7, 7),
+        "time_mlp.1.weight": (512, 128),
+        "time_mlp.3.weight": (512, 512),
+        "downs.0.0.mlp.1.weight": (256, 512),
+        "downs.0.0.block1.proj.weight": (128, 128, 3, 3),
+        "downs.0.2.fn.norm.g": (1, 128, 1, 1),
+        "downs.0.2.fn.fn.to_qkv.weight": (384, 128, 1, 1),
+        "downs.0.2.fn.fn.to_out.1.g": (1, 128, 1, 1),
+        "downs.0.3.weight": (128, 128, 4, 4),
+        "downs.1.3.weight": (256, 128, 4, 4),
+        "downs.3.3.weight": (1024, 512, 3, 3),
+        "mid_attn.fn.fn.to_out.weight": (1024, 128, 1, 1),
+        "ups.0.0.res_conv.weight": (1024, 1536, 1, 1),
+        "ups.0.3.1.weight": (512, 1024, 3, 3),
+        "ups.3.3.weight": (128, 128, 3, 3),
+        "final_res_block.block1.proj.weight": (128, 256, 3, 3),
+        "final_conv.weight": (3, 128, 1, 1),
+    }
+    for key, shape in official_keys.items():
+        assert tuple(state[key].shape) == shape, key
+
+
+def test_embedded_config_is_small_and_attention_free() -> None:
+    config = UNetConfig.embedded()
+    assert not any(config.linear_attention) and not config.mid_attention
+    model = UNet(config)
+    assert 150_000 < count_parameters(model) < 1_000_000
+    x = torch.zeros(2, 3, config.image_size, config.image_size)
+    assert model(x, torch.tensor([0, 99])).shape == x.shape
+
+
+def test_unet_config_validation_and_json() -> None:
+    with pytest.raises(ConfigError):
+        UNetConfig(dim=12, dim_mults=(1, 2))  # 12 not divisible by 8 groups
+    with pytest.raises(ConfigError):
+        UNetConfig(linear_attention=(True,))
+    assert UNetConfig.from_json(TINY.to_json()) == TINY
+
+
+# ------------------------------------------------------------------------------------------------
+# checkpoints
+# ------------------------------------------------------------------------------------------------
+
+
+def _official_layout(model: UNet) -> dict:
+    """A checkpoint in the official layout (diff_main.py L133-147), built by hand."""
+    diffusion = {f"model.{k}": v.clone() for k, v in model.state_dict().items()}
+    diffusion.update({k: v.clone() for k, v in SCHEDULE.buffers().items()})
+    diffusion["p2_loss_weight"] = torch.ones(1000)
+    ema_diffusion = {k: (v + 1.0 if k.startswith("model.") else v) for k, v in diffusion.items()}
+    opt = torch.optim.Adam(model.parameters(), lr=8e-5, betas=(0.9, 0.99))
+    model(torch.zeros(1, 3, 16, 16), torch.zeros(1, dtype=torch.long)).mean().backward()
+    opt.step()  # so 'opt' holds real state tensors
+    model.zero_grad()
+    ema = {"initted": torch.tensor([1.0]), "step": torch.tensor([1234])}
+    ema.update({f"online_model.{k}": v for k, v in diffusion.items()})
+    ema.update({f"ema_model.{k}": v for k, v in ema_diffusion.items()})
+    return {"step": 500, "model": diffusion, "opt": opt.state_dict(), "ema": ema, "scaler": None}
+
+
+def test_official_checkpoint_key_mapping(tmp_path: Path) -> None:
+    source = tiny_unet(3)
+    expected = {k: v.clone() for k, v in source.state_dict().items()}
+    data = _official_layout(source)
+    path = tmp_path / "model.pt"
+    torch.save(data, path)
+    online = load_official_checkpoint(path, config=TINY)
+    for key, value in online.state_dict().items():
+        assert torch.equal(value, expected[key]), key
+    ema = load_official_checkpoint(path, config=TINY, ema=True)
+    assert torch.equal(ema.init_conv.weight, expected["init_conv.weight"] + 1.0)
+    # DataParallel prefix
+    wrapped = {f"module.{k}": v for k, v in data["model"].items()}
+    assert set(official_to_unet_state_dict(wrapped)) == set(expected)
+    # a different beta schedule is refused
+    bad = dict(data["model"])
+    bad["betas"] = torch.linspace(1e-4, 0.02, 1000)
+    with pytest.raises(ConfigError, match="schedule"):
+        official_to_unet_state_dict(bad)
+    # the wrong architecture is refused with a readable error
+    with pytest.raises(InputFormatError, match="unet_config"):
+        load_official_checkpoint(path, config=UNetConfig(dim=8, dim_mults=(1, 2, 2), image_size=16))
+    with pytest.raises(MissingArtifactError):
+        load_official_checkpoint(tmp_path / "absent.pt", config=TINY)
+
+
+def test_safetensors_roundtrip(tmp_path: Path) -> None:
+    model = tiny_unet(4)
+    ema = tiny_unet(5)
+    path = save_weights(tmp_path / "w.safetensors", model, ema_model=ema, metadata={"steps": "3"})
+    online = load_weights(path)
+    assert all(torch.equal(a, b) for a, b in zip(online.state_dict().values(), model.state_dict().values()))
+    averaged = load_weights(path, ema=True)
+    assert torch.equal(averaged.init_conv.weight, ema.init_conv.weight)
+    with pytest.raises(ConfigError):
+        load_weights(path, expected_config=UNetConfig.embedded())
+
+
+def test_missing_weights_error_names_the_file_and_the_fix(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.safetensors"
+    with pytest.raises(MissingArtifactError) as info:
+        factory(options={"weights": str(missing)}, device="cpu")
+    message = str(info.value)
+    assert str(missing) in message
+    assert "fiqabench train diffiqa-ddpm" in message and "diffiqa:weights=PATH" in message
+    with pytest.raises(MissingArtifactError, match="official"):
+        factory(options={"unet_config": "official"}, device="cpu")
+
+
+# ------------------------------------------------------------------------------------------------
+# the method (paper §3.4-3.5, Eq. 7)
+# ------------------------------------------------------------------------------------------------
+
+
+def test_eq7_on_fixed_embeddings() -> None:
+    e_x = torch.tensor([[1.0, 0.0]])
+    at = lambda deg: [math.cos(math.radians(deg)), math.sin(math.radians(deg))]  # noqa: E731
+    others = {
+        "x_t": torch.tensor([[at(0), at(60)]]),  # cos 1, 0.5 -> mean 0.75
+        "x_hat": torch.tensor([[at(90), at(90)]]),  # 0
+        "flip_t": torch.tensor([[at(180), at(0)]]),  # -1, 1 -> 0
+        "flip_hat": torch.tensor([[at(60), at(60)]]),  # 0.5
+        "flip": torch.tensor([at(0)]) * 3.0,  # 1 (unnormalised embeddings are fine)
+    }
+    assert float(eq7_quality(e_x, others, terms_for(flip=True, forward_term=True))) == pytest.approx(
+        (0.75 + 0 + 0 + 0.5 + 1) / 5
+    )
+    assert float(eq7_quality(e_x, others, terms_for(flip=False, forward_term=True))) == pytest.approx(0.75 / 2)
+    assert float(eq7_quality(e_x, others, terms_for(flip=True, forward_term=False))) == pytest.approx(1.5 / 3)
+
+
+def test_ablation_term_sets() -> None:
+    assert terms_for(flip=True, forward_term=True) == ("x_t", "x_hat", "flip_t", "flip_hat", "flip")
+    assert terms_for(flip=False, forward_term=True) == ("x_t", "x_hat")
+    assert terms_for(flip=True, forward_term=False) == ("x_hat", "flip_hat", "flip")
+    assert terms_for(flip=False, forward_term=False) == ("x_hat",)
+
+
+class _RecordingFR(TorchFRModel):
+    def __init__(self) -> None:
+        base = tiny_fr()
+        super().__init__(name="rec", version="0", domain="test", input_space=base.input_space,
+                         embedding_size=16, trunk=base._trunk, head=base._head, weights_digest="rec")
+        self.inputs: list[torch.Tensor] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.inputs.append(x.clone())
+        return super().forward(x)
+
+
+def _reference_scores(m: DifFIQA, b: SampleBatch, fr: TorchFRModel) -> list[float]:
+    """Eq. 7 one sample, one chain at a time, drawing noise in the documented order."""
+    scores = []
+    x_all = m.prepare(b.images)
+    n = m.n
+    for i, seed in enumerate(b.seeds):
+        gen = torch.Generator().manual_seed(int(seed))
+        x = x_all[i : i + 1]
+        starts = [x] * n + ([x.flip(-1)] * n if m.flip else [])
+        chains = len(starts)
+        shape = (chains, 3, 16, 16)
+        start = torch.cat(starts)
+        x_t = SCHEDULE.q_sample(start, torch.full((chains,), m.t), torch.randn(shape, generator=gen))
+        x_hat = reverse(x_t, m.t, denoise=m._denoise, schedule=SCHEDULE,
+                        noise=lambda: torch.randn(shape, generator=gen), sampler=m.sampler)
+        emb = lambda y: fr.forward(fr.to_input_space((y + 1) / 2))  # noqa: E731
+        e_x = emb(x)[0]
+        cos = lambda e: torch.nn.functional.cosine_similarity(e_x[None], e, dim=-1)  # noqa: E731
+        e_t, e_hat = emb(x_t), emb(x_hat)
+        terms = {"x_t": cos(e_t[:n]).mean(), "x_hat": cos(e_hat[:n]).mean()}
+        if m.flip:
+            terms.update(flip_t=cos(e_t[n:]).mean(), flip_hat=cos(e_hat[n:]).mean(), flip=cos(emb(x.flip(-1)))[0])
+        scores.append(float(sum(terms[k] for k in m.terms) / len(m.terms)))
+    return scores
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"flip": False}, {"forward_term": False}, {"sampler": "paper", "t": 3}],
+    ids=["default", "no-flip", "no-forward", "paper-sampler"],
+)
+def test_score_matches_a_per_sample_reference_loop(options: dict) -> None:
+    fr = tiny_fr()
+    m = method(n=3, batch_images=12, **options)
+    b = batch(3)
+    with torch.inference_mode():
+        expected = _reference_scores(m, b, fr)
+    got = m.score(b, fr_model=fr)
+    assert got.dtype == np.float32 and got.shape == (3,)
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+def test_flip_handling_and_fr_inputs() -> None:
+    fr = _RecordingFR()
+    m = method(n=2, batch_images=64)
+    b = batch(2)
+    m.score(b, fr_model=fr)
+    assert len(fr.inputs) == 1  # one FR call for originals, flips, noisy and reconstructed images
+    rows = fr.inputs[0]
+    assert rows.shape[0] == 2 + 2 + 2 * 2 * 2 * 2  # x, x^f once each; x_t and x_hat for 2 x 2 chains
+    x = fr.to_input_space(torch.from_numpy(b.images).permute(0, 3, 1, 2).float() / 255)
+    assert torch.allclose(rows[:2], x, atol=1e-5)
+    assert torch.allclose(rows[2:4], x.flip(-1), atol=1e-5)
+    # noisy images are not clamped: some pixels leave [0, 1] before the FR normalisation
+    assert float(rows[4:12].abs().max()) > 1.0 or float(rows[4:12].min()) < -1.0
+
+
+def test_scores_do_not_depend_on_batch_size_or_order() -> None:
+    fr = tiny_fr()
+    b = batch(5, seeds=[11, 22, 33, 44, 55])
+    reference = method(n=3, batch_images=64).score(b, fr_model=fr)
+    one_by_one = method(n=3, batch_images=1).score(b, fr_model=fr)
+    np.testing.assert_allclose(one_by_one, reference, atol=1e-5)
+    order = [3, 1, 4, 0, 2]
+    shuffled = SampleBatch(
+        ids=tuple(b.ids[i] for i in order),
+        images=b.images[order],
+        metadata=tuple(b.metadata[i] for i in order),
+        seeds=b.seeds[order],
+    )
+    np.testing.assert_allclose(method(n=3, batch_images=13).score(shuffled, fr_model=fr), reference[order], atol=1e-5)
+    single = [method(n=3).score(SampleBatch(ids=(b.ids[i],), images=b.images[i : i + 1], metadata=({},),
+                                             seeds=b.seeds[i : i + 1]), fr_model=fr)[0] for i in range(5)]
+    np.testing.assert_allclose(single, reference, atol=1e-5)
+    # a different seed gives a different score (the method is stochastic)
+    other = method(n=3).score(batch(5, seeds=[12, 22, 33, 44, 55]), fr_model=fr)
+    assert other[0] != reference[0] and other[1] == pytest.approx(reference[1], abs=1e-5)
+
+
+def test_resizes_to_the_ddpm_resolution_and_validates_options() -> None:
+    fr = tiny_fr()
+    scores = method(n=2).score(batch(2, size=24), fr_model=fr)
+    assert np.all(np.isfinite(scores)) and np.all(scores <= 1.0)
+    for bad in ({"n": 0}, {"t": 0}, {"t": 1000}, {"sampler": "ddim"}, {"precision": "fp16"}, {"n": True}):
+        with pytest.raises(ConfigError):
+            method(**bad)
+    with pytest.raises(ConfigError):
+        method().score(batch(1), fr_model=None)
+
+
+def test_bf16_precision_runs_and_stays_close() -> None:
+    fr = tiny_fr()
+    b = batch(2)
+    fp32 = method(n=2).score(b, fr_model=fr)
+    bf16 = method(n=2, precision="bf16").score(b, fr_model=fr)
+    np.testing.assert_allclose(bf16, fp32, atol=0.05)
+
+
+# ------------------------------------------------------------------------------------------------
+# registration
+# ------------------------------------------------------------------------------------------------
+
+
+def test_registration_without_torch_import() -> None:
+    from fiqabench.plugins import get_plugin_manager
+    from fiqabench.registry import Registry
+
+    reg = Registry(get_plugin_manager(entry_points=False, builtins=("fiqabench_plugins.diffiqa",)))
+    entry = reg.get("method", "diffiqa")
+    assert entry.label == "DifFIQA" and "IJCB 2023" in entry.reference
+    assert entry.metadata["needs_fr_model"] == "embeddings" and entry.metadata["default_quality_fr_model"] is None
+    assert isinstance(entry.target, str) and entry.target.endswith("method:factory")
+    opts = entry.resolve_options({"n": "4", "flip": "false", "sampler": "paper"})
+    assert opts["n"] == 4 and opts["flip"] is False and opts["t"] == 5 and opts["forward_term"] is True
+    assert not entry.options["compile"].affects_result and not entry.options["batch_images"].affects_result
+    assert entry.options["precision"].affects_result
+    with pytest.raises(ConfigError):
+        entry.resolve_options({"t": "0"})
+    trainer = reg.get("trainer", "diffiqa-ddpm")
+    assert trainer.target == "fiqabench_plugins.diffiqa.train:train"
+    assert trainer.resolve_options({})["dataset"] == "synthetic-train"
+    code = "import sys, fiqabench_plugins.diffiqa; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+# ------------------------------------------------------------------------------------------------
+# training (paper §3.3; note §3)
+# ------------------------------------------------------------------------------------------------
+
+
+def test_mixing_direction_and_loss_target() -> None:
+    hq, lq = torch.zeros(3, 3, 2, 2), torch.ones(3, 3, 2, 2)
+    mixed = mix_degraded(hq, lq, torch.tensor([0, 50, 99]))
+    assert mixed[:, 0, 0, 0].tolist() == pytest.approx([0.0, math.sin(math.pi / 4), math.sin(0.99 * math.pi / 2)])
+
+    class Echo(nn.Module):
+        def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            return x
+
+    t = torch.tensor([0, 99, 99])
+    noise = torch.zeros_like(hq)
+    loss = training_loss(Echo(), SCHEDULE, hq, lq, t, noise)
+    sqrt_a = SCHEDULE.sqrt_alphas_cumprod[t]
+    by_hand = ((sqrt_a * torch.sin(t / 100 * math.pi / 2)) ** 2).mean()  # target: clean (zeros)
+    assert float(loss) == pytest.approx(float(by_hand), rel=1e-5)
+
+
+def test_ema_warmup_like_ema_pytorch() -> None:
+    model = nn.Linear(1, 1, bias=False)
+    ema = EMA(model)
+    with torch.no_grad():
+        model.weight.fill_(1.0)
+    for _ in range(101):  # update() calls 0..100: copies at multiples of 10
+        ema.update()
+    assert float(ema.model.weight) == 1.0 and not ema.initted
+    with torch.no_grad():
+        model.weight.fill_(0.0)
+    for _ in range(10):  # calls 101..110: the one at 110 first copies (not initted), then averages
+        ema.update()
+    assert ema.initted and float(ema.model.weight) == 0.0
+    with torch.no_grad():
+        model.weight.fill_(1.0)
+    for _ in range(10):  # the call at 120 averages with decay 1 - (1 + 20)^(-2/3)
+        ema.update()
+    assert float(ema.model.weight) == pytest.approx(21 ** (-2 / 3), rel=1e-6)
+    ema.step = 10**6
+    assert ema.current_decay() == 0.995
+
+
+def test_degradation_pipeline() -> None:
+    rng_img = np.random.default_rng(0)
+    image = (rng_img.random((32, 32, 3)) * 255).astype(np.uint8)
+    a = degrade_lq(image, np.random.default_rng(5), out_size=32)
+    b = degrade_lq(image, np.random.default_rng(5), out_size=32)
+    assert a.dtype == np.uint8 and a.shape == (32, 32, 3) and np.array_equal(a, b)
+    assert not np.array_equal(a, degrade_lq(image, np.random.default_rng(6), out_size=32))
+    k = fspecial_gaussian(7, 1.5)
+    assert k.sum() == pytest.approx(1.0) and k[3, 3] == k.max()
+    ka = anisotropic_gaussian(9, 0.7, 3.0, 0.5)
+    assert ka.sum() == pytest.approx(1.0) and np.allclose(ka, ka[::-1, ::-1])
+    from scipy import ndimage
+
+    img = rng_img.random((20, 17, 3)).astype(np.float32)
+    kernel = rng_img.random((5, 5))
+    assert np.allclose(_convolve(img, kernel), ndimage.convolve(img, kernel[:, :, None], mode="mirror"), atol=1e-5)
+
+
+def _tiny_train(tmp: Path, steps: int, name: str = "w.safetensors") -> Path:
+    images = (np.random.default_rng(0).random((10, 32, 32, 3)) * 255).astype(np.uint8)
+    options = {"steps": steps, "batch_size": 4, "pool_copies": 1, "checkpoint_every": 2, "seed": 3}
+    return train_on_images(images, options=options, device="cpu", output=tmp / name)
+
+
+def test_tiny_training_run_resumes_exactly(tmp_path: Path) -> None:
+    straight = load_weights(_tiny_train(tmp_path / "a", 4), ema=False)
+    _tiny_train(tmp_path / "b", 2)
+    resumed_path = _tiny_train(tmp_path / "b", 4)  # resumes from the step-2 checkpoint
+    resumed = load_weights(resumed_path)
+    for (key, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), key
+    from fiqabench_plugins.diffiqa.checkpoint import read_metadata
+
+    meta = read_metadata(resumed_path)
+    assert meta["steps"] == "4" and float(meta["final_loss_mean_last_100"]) > 0
+    with pytest.raises(ConfigError, match="checkpoint"):
+        images = (np.random.default_rng(0).random((10, 32, 32, 3)) * 255).astype(np.uint8)
+        train_on_images(images, options={"steps": 5, "batch_size": 8, "pool_copies": 1, "seed": 3},
+                        device="cpu", output=tmp_path / "b" / "w.safetensors")
