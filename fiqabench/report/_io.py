@@ -1,0 +1,45 @@
+r"""Atomic file writes for the report writers.
+
+A report is often regenerated over an old one (``fiqabench report`` after a rerun); writing to a
+temporary file in the same directory and renaming it means a reader, or a LaTeX build that
+``\input``s a table, sees either the old file or the new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+from pathlib import Path
+
+__all__ = ["atomic_write"]
+
+
+def atomic_write(path: str | os.PathLike[str], data: str | bytes) -> Path:
+    r"""Write ``data`` (text is UTF-8 encoded as is) to ``path`` atomically; return the path.
+
+    The parent directory is created if needed. The temporary file is opened with the default
+    mode (not ``tempfile.mkstemp``'s 0600) so the result gets the usual permissions.
+
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     target = atomic_write(Path(tmp) / "sub" / "a.txt", "x\n")
+    ...     _ = atomic_write(target, b"y")
+    ...     (target.read_text(), sorted(p.name for p in target.parent.iterdir()))
+    ('y', ['a.txt'])
+    """
+    path = Path(path)
+    payload = data.encode("utf-8") if isinstance(data, str) else bytes(data)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        with open(tmp, "xb") as handle:
+            handle.write(payload)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+    return path
