@@ -115,6 +115,9 @@ def erc_recomputed(
         raise MetricInputError("mated_scores is empty: an ERC needs mated comparisons")
     if n == 0:
         raise MetricInputError("non_mated_scores is empty: the ERC threshold needs non-mated comparisons")
+    fmr = float(fmr)
+    if not 0.0 < fmr < 1.0:
+        raise MetricInputError(f"fmr must be in (0, 1), got {fmr}")
     fractions = _check_grid(grid)
     n_all = m + n
 
