@@ -473,7 +473,7 @@ def render(identity: Identity, view: View, size: int = IMAGE_SIZE) -> np.ndarray
         # Long hair hangs: below the ears it only exists behind/at the sides of the face.
         region = region * np.maximum(dm.smoothstep(-0.05, 0.05, hv - _F(0.1)), dm.smoothstep(0.2, 0.5, np.abs(hu) * _F(1.0 / ident.head_a)))
         lam = np.maximum(hn[0] * _F(L[0]) + hn[1] * _F(L[1]) + hn[2] * _F(L[2]), 0.0)
-        strands = _F(1.0) + _F(0.10) * _tri(hu * _F(ident.hair_freq) + hv * _F(3.0))
+        strands = _F(1.0) + _F(0.10) * _tri(np.abs(hu) * _F(ident.hair_freq) + hv * _F(3.0))
         shade = (_F(vw.ambient) + _F(1.0 - vw.ambient) * lam) * strands
         hair_col = np.asarray(ident.hair, dtype=_F) * shade[..., None] * tint
         _over(img, hair_col, h_alpha * region)
@@ -601,7 +601,7 @@ def render(identity: Identity, view: View, size: int = IMAGE_SIZE) -> np.ndarray
         side_low = ident.ear_v + 0.10 if ident.hair_bottom > 0.0 else max(ident.hair_bottom, -0.6)
         back = dm.smoothstep(0.45, 0.2, w * _F(1.0 / ident.head_c)) * dm.smoothstep(-0.03, 0.03, v - _F(side_low))
         sideburn = np.maximum(sideburn, back)
-        strands = _F(1.0) + _F(0.10) * _tri(u * _F(ident.hair_freq) + v * _F(3.0))
+        strands = _F(1.0) + _F(0.10) * _tri(au * _F(ident.hair_freq) + v * _F(3.0))
         hair_col = np.asarray(ident.hair, dtype=_F)[None, None, :] * strands[..., None]
         _over(face, hair_col, np.maximum(scalp, sideburn))
 

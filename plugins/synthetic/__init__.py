@@ -1,0 +1,117 @@
+"""The embedded synthetic world: registration only (no numpy or torch import here).
+
+Registers the datasets ``synthetic`` (the default benchmark) and ``synthetic-train``, the FR
+model ``synthetic-arcface`` (SynthArcFace) and the trainer ``synthetic-fr`` that produces its
+weights. The heavy modules (:mod:`.render`, :mod:`.dataset`, :mod:`.model`, :mod:`.train`) are
+imported only when a component is built.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from fiqabench import Option, hookimpl
+from fiqabench.api import parse_bool
+
+from ._meta import DEFAULT_WEIGHTS, GENERATOR_VERSION, MODEL_VERSION, TRAIN_COMMAND
+
+_PILOT = "fiqabench embedded-world pilot (research/embedded-world-pilot.md); benchmarks/embedded_world.md"
+
+
+def _optional_int(text: str) -> int | None:
+    return None if text.strip().lower() in {"", "none", "default"} else int(text)
+
+
+def _optional_float(text: str) -> float | None:
+    return None if text.strip().lower() in {"", "none", "default"} else float(text)
+
+
+def _dataset_options(split_default: str) -> dict[str, Option]:
+    return {
+        "identities": Option(None, f"number of identities (default: {split_default})", _optional_int),
+        "images_per_identity": Option(None, "images per identity (default: 10 test, 12 train)", _optional_int),
+        "non_mated": Option(None, "number of sampled non-mated comparisons (default: 100000)", _optional_int),
+        "degraded_fraction": Option(None, "share of each identity's images that are degraded", _optional_float),
+        "max_severity": Option(None, "severities are drawn from U(0, max_severity] (default: 1)", _optional_float),
+        "seed": Option(None, "world seed offset: another seed is another world (default: 0)", _optional_int),
+    }
+
+
+def _weights_available(options: Mapping[str, Any]) -> str | None:
+    path = Path(options.get("weights") or DEFAULT_WEIGHTS)
+    if path.is_file():
+        return None
+    return f"weights file {path} is missing: produce it with `{TRAIN_COMMAND}`"
+
+
+@hookimpl
+def fiqabench_register_datasets(register: Callable[..., None]) -> None:
+    register(
+        "synthetic",
+        "fiqabench_plugins.synthetic.dataset:build_test",
+        version=GENERATOR_VERSION,
+        summary="Embedded synthetic faces: 100 ids x 10 images, half degraded (7 types, calibrated severity)",
+        domain="synthetic",
+        default_fr_model="synthetic-arcface",
+        default=True,
+        display_name="Synthetic",
+        reference=_PILOT,
+        options=_dataset_options("100"),
+    )
+    register(
+        "synthetic-train",
+        "fiqabench_plugins.synthetic.dataset:build_train",
+        version=GENERATOR_VERSION,
+        summary="Embedded synthetic faces for training: 2,000 other ids x 12 clean images",
+        domain="synthetic",
+        default_fr_model="synthetic-arcface",
+        display_name="Synthetic-train",
+        reference=_PILOT,
+        options=_dataset_options("2000"),
+    )
+
+
+@hookimpl
+def fiqabench_register_fr_models(register: Callable[..., None]) -> None:
+    register(
+        "synthetic-arcface",
+        "fiqabench_plugins.synthetic.model:build",
+        version=MODEL_VERSION,
+        summary="Small ResNet (0.57 M params, 32 px) trained with ArcFace on synthetic-train",
+        domain="synthetic",
+        display_name="SynthArcFace",
+        reference=_PILOT,
+        options={
+            "weights": Option(
+                None, f"safetensors weight file (default: the shipped {DEFAULT_WEIGHTS.name})", is_path=True
+            ),
+            "batch_size": Option(64, "images per forward pass", int, affects_result=False),
+        },
+        availability=_weights_available,
+    )
+
+
+@hookimpl
+def fiqabench_register_trainers(register: Callable[..., None]) -> None:
+    register(
+        "synthetic-fr",
+        "fiqabench_plugins.synthetic.train:train",
+        version=MODEL_VERSION,
+        summary="Train SynthArcFace on synthetic-train (ArcFace, degradation augmentation, one-cycle AdamW)",
+        options={
+            "dataset": Option("synthetic-train", "registered synthetic dataset to train on"),
+            "epochs": Option(12, "training epochs", int),
+            "batch_size": Option(256, "images per step", int),
+            "lr": Option(3e-3, "peak learning rate of the one-cycle schedule", float),
+            "weight_decay": Option(5e-4, "AdamW weight decay", float),
+            "aug_p": Option(0.5, "probability that a training image is degraded", float),
+            "aug_max_severity": Option(0.5, "augmentation severity ~ U(0, this)", float),
+            "flip": Option(True, "random horizontal flips", parse_bool),
+            "identities": Option(None, "override the training split's identities (smoke tests)", _optional_int),
+            "images_per_identity": Option(None, "override images per identity", _optional_int),
+            "seed": Option(0, "training seed (initialisation, batches, augmentation)", int),
+            "num_threads": Option(2, "torch CPU threads", int, affects_result=False),
+        },
+    )
