@@ -70,7 +70,11 @@ METHOD_OPTIONS: dict[str, Option] = {
         " 'w/o forward pass')",
         parse_bool,
     ),
-    "weights": Option(None, "DDPM weights: our .safetensors or the official .pt (default: shipped embedded file)"),
+    "weights": Option(
+        str(_SHIPPED),
+        "DDPM weights: our .safetensors or the official checkpoint (.pt); default: the shipped embedded file",
+        is_path=True,
+    ),
     "ema": Option(False, "use the EMA weights instead of the online ones (the official code uses online)", parse_bool),
     "unet_config": Option(
         "embedded", "UNet architecture the weights must have", str, choices=("embedded", "official")
@@ -104,13 +108,13 @@ TRAINER_OPTIONS: dict[str, Option] = {
 
 
 def _method_availability(options: Mapping[str, Any]) -> str | None:
-    weights = options.get("weights")
-    if weights:
-        return None if Path(weights).is_file() else f"weights file {weights} does not exist"
-    if options.get("unet_config", "embedded") != "embedded":
-        return "no weights shipped for unet_config=official: pass diffiqa:weights=PATH"
-    if not _SHIPPED.is_file():
-        return f"shipped weights {_SHIPPED.name} missing: run `fiqabench train diffiqa-ddpm`"
+    weights = Path(str(options.get("weights") or _SHIPPED))
+    if options.get("unet_config", "embedded") == "official" and weights == _SHIPPED:
+        return "no weights shipped for unet_config=official: pass diffiqa:weights=PATH (diff_pretrain.pt)"
+    if not weights.is_file():
+        if weights == _SHIPPED:
+            return f"shipped weights {_SHIPPED.name} missing: run `fiqabench train diffiqa-ddpm`"
+        return f"weights file {weights} does not exist"
     return None
 
 

@@ -132,9 +132,8 @@ class DifFIQA:
         config_name = str(options.get("unet_config", "embedded"))
         expected = UNetConfig.named(config_name)
         if unet is None:
-            weights = options.get("weights")
-            path = Path(weights) if weights else DEFAULT_WEIGHTS
-            if not weights and config_name != "embedded":
+            path = Path(str(options.get("weights") or DEFAULT_WEIGHTS))
+            if config_name != "embedded" and path == DEFAULT_WEIGHTS:
                 raise MissingArtifactError(missing_weights_message(None, config_name))
             if not path.is_file():
                 raise MissingArtifactError(missing_weights_message(path, config_name))
