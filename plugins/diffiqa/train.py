@@ -271,7 +271,7 @@ def _load_checkpoint(
 
 def _pool_cache_path(output: Path, key: Mapping[str, Any]) -> Path:
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
-    return output.with_name(f"{output.stem}.pool-{digest}.npy")
+    return output.with_name(f"diffiqa-ddpm-pool-{digest}.npy")
 
 
 def _checkpoint_path(output: Path) -> Path:
@@ -328,7 +328,7 @@ def train_on_images(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = UNet(config)
-    model.to(device).train()
+    model.to(device).train().to(memory_format=torch.channels_last)
     ema = EMA(model, beta=float(opts["ema_decay"]))
     optimizer = torch.optim.Adam(model.parameters(), lr=float(opts["lr"]), betas=ADAM_BETAS)
     schedule = DiffusionSchedule.cosine(device=device)
@@ -387,6 +387,8 @@ def train_on_images(
             flip_d = flip.to(device)[:, None, None, None]
             hq = torch.where(flip_d, hq.flip(-1), hq)
             lq = torch.where(flip_d, lq.flip(-1), lq)
+            hq = hq.contiguous(memory_format=torch.channels_last)
+            lq = lq.contiguous(memory_format=torch.channels_last)
             loss = training_loss(model, schedule, hq, lq, t_cpu.to(device), noise.to(device))
 
             optimizer.zero_grad(set_to_none=True)
