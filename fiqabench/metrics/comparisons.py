@@ -39,6 +39,8 @@ DEFAULT_TEMPLATE_BLOCK = 2048
 _ROW_CHUNK = 8192
 # Pairs per chunk when index arrays are scanned: keeps the int64 temporaries at 8 MiB.
 _PAIR_CHUNK = 1 << 20
+# A GEMM operand is a view of its whole row range when at most 1/32 of the range is unused.
+_MAX_HOLE_FRACTION = 32
 # How many offending rows or positions an error message lists.
 _SHOW = 5
 
@@ -92,6 +94,9 @@ def _as_index(name: str, values: object, n: int) -> np.ndarray:
         return array.astype(np.intp)
     if array.dtype.kind not in "iu":
         raise MetricInputError(f"{name}: expected integer indices, got dtype {array.dtype}")
+    if array.dtype.kind == "u" and array.dtype.itemsize >= np.dtype(np.intp).itemsize:
+        # uint64 mixed with a signed index promotes to float64 in numpy; intp holds any valid index.
+        array = array.astype(np.intp)
     # Negative indices are refused rather than wrapped around as numpy would.
     if array.min() < 0 or array.max() >= n:
         where = np.flatnonzero((array < 0) | (array >= n))
@@ -386,28 +391,26 @@ def _unit_rows_float32(matrix: np.ndarray, norms: np.ndarray) -> np.ndarray:
     return unit
 
 
-def _columns(unit: np.ndarray, index: np.ndarray, mark: np.ndarray, lookup: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The rows of ``unit`` that ``index`` uses, and each entry's position among them (intp).
+def _operand(
+    unit: np.ndarray, rows: np.ndarray, index: np.ndarray, lookup: np.ndarray, position: np.ndarray
+) -> np.ndarray:
+    """A matrix holding the distinct ``rows`` of ``unit``; writes each entry's row in it to ``position``.
 
-    A contiguous run of rows is a view (no copy); otherwise the used rows are gathered. Marking a
-    boolean array finds the distinct rows in O(len(index) + n) instead of sorting.
+    When the rows nearly fill their range ``[first, last]`` the matrix is that range as a view:
+    a few unused rows cost less GEMM time than gathering a copy (per unused row a GEMM does
+    ``2 * block * D`` flops, while a gather moves ``4 * D`` bytes per row of the whole range).
+    Near the diagonal a block always has such holes (pair ``(i, i + 1)`` is rarely compared).
+    Otherwise (a scattered gallery) the rows are gathered and positions come from a lookup
+    table. ``position`` is preallocated intp scratch.
     """
-    mark[:] = False
-    mark[index] = True
-    rows = np.flatnonzero(mark)
-    return _take_rows(unit, rows, index, lookup)
-
-
-def _take_rows(
-    unit: np.ndarray, rows: np.ndarray, index: np.ndarray, lookup: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
     first, last = int(rows[0]), int(rows[-1])
-    if last - first + 1 == rows.size:
-        position = index.astype(np.intp)
-        position -= first
-        return unit[first : last + 1], position
+    span = last - first + 1
+    if span - rows.size <= span // _MAX_HOLE_FRACTION:
+        np.subtract(index, first, out=position, dtype=np.intp)
+        return unit[first : last + 1]
     lookup[rows] = np.arange(rows.size)
-    return unit[rows], lookup[index]
+    np.take(lookup, index, out=position)
+    return unit[rows]
 
 
 def template_pair_scores(
@@ -481,19 +484,34 @@ def template_pair_scores(
     lo_rows = np.flatnonzero(is_lo)
     mark = np.empty(n, dtype=bool)
     lookup = np.empty(n, dtype=np.intp)
+    # Scratch for the largest block, reused by every block (fresh temporaries would fault in
+    # ~90 MB of new pages per IJB-C block).
+    most = int(np.diff(bounds).max())
+    if ia.dtype != ib.dtype:
+        # The scratch below holds both; mixed dtypes are rare enough to pay for one copy.
+        ia, ib = ia.astype(np.intp), ib.astype(np.intp)
+    index_dtype = ia.dtype  # narrow indices stay narrow (IJB-C fits int32)
+    scratch_a = np.empty(most, dtype=index_dtype)
+    scratch_b = np.empty(most, dtype=index_dtype)
+    scratch_row = np.empty(most, dtype=np.intp)
+    scratch_col = np.empty(most, dtype=np.intp)
+    scratch_val = np.empty(most, dtype=np.float32)
     buffer = np.empty(0, dtype=np.float32)
     for k in range(n_blocks):
         idx = order[bounds[k] : bounds[k + 1]]
-        pa = ia[idx]
-        pb = ib[idx]
-        lo = np.minimum(pa, pb)
-        hi = np.maximum(pa, pb)
-        del pa, pb
-        # The block's rows are known from the ranking; only its columns need finding.
-        left, flat = _take_rows(unit, lo_rows[k * block : (k + 1) * block], lo, lookup)
-        del lo
-        right, col = _columns(unit, hi, mark, lookup)
-        del hi
+        size = idx.size
+        lo, hi = scratch_a[:size], scratch_b[:size]
+        np.take(ia, idx, out=lo)
+        np.take(ib, idx, out=hi)
+        np.minimum(lo, hi, out=scratch_row[:size])  # lo for now, as intp
+        np.maximum(lo, hi, out=hi)
+        lo[...] = scratch_row[:size]
+        row, col = scratch_row[:size], scratch_col[:size]
+        # The block's rows are known from the ranking; its columns are marked.
+        left = _operand(unit, lo_rows[k * block : (k + 1) * block], lo, lookup, row)
+        mark[:] = False
+        mark[hi] = True
+        right = _operand(unit, np.flatnonzero(mark), hi, lookup, col)
         n_rows, n_cols = left.shape[0], right.shape[0]
         if buffer.size < n_rows * n_cols:
             # The first block has the widest column range, so this grows at most a few times;
@@ -501,8 +519,7 @@ def template_pair_scores(
             buffer = np.empty(n_rows * n_cols, dtype=np.float32)
         np.matmul(left, right.T, out=buffer[: n_rows * n_cols].reshape(n_rows, n_cols))
         # Flat position of each pair's score in the block's row-major score matrix.
-        flat *= n_cols
-        flat += col
-        del col
-        out[idx] = np.take(buffer, flat)
+        row *= n_cols
+        row += col
+        out[idx] = np.take(buffer, row, out=scratch_val[:size])
     return out
