@@ -431,8 +431,10 @@ def template_pair_scores(
     Compared with a row-blocked GEMM of the whole matrix with itself this computes at most about
     half of the products (all of them only if pairs cover the whole triangle) and far fewer when
     the protocol is sparse (IJB-C compares ~15.7 M of 267 M possible pairs). Extra memory: the
-    float32 unit features, an ``(n_pairs,)`` int64 grouping, the ``(n_pairs,)`` float32 result and
-    one ``block x n`` float32 score matrix (181 MiB for IJB-C's 23,124 templates).
+    float32 unit features, an ``(n_pairs,)`` intp grouping, the ``(n_pairs,)`` float32 result,
+    one ``block x n`` float32 score matrix (181 MiB for IJB-C's 23,124 templates) and scratch for
+    the largest block's pairs; measured at IJB-C size: ~490 MiB including the 60 MiB result
+    (``benchmarks/edc_scale.md``).
 
     Scores are float32: the products are float32 sums of 512 terms (relative error ~1e-6), well
     below any score difference a threshold at FMR 1e-3 resolves. Use :func:`cosine_scores` for
