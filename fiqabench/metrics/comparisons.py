@@ -470,7 +470,9 @@ def template_pair_scores(
     for start in range(0, n_pairs, _PAIR_CHUNK):
         stop = start + _PAIR_CHUNK
         is_lo[np.minimum(ia[start:stop], ib[start:stop])] = True
-    block_of_row = (np.cumsum(is_lo) - 1) // block
+    # Rank of each lo template among the distinct lo templates (rows before the first are never
+    # looked up; clipping keeps them at 0 instead of -1).
+    block_of_row = np.maximum(np.cumsum(is_lo) - 1, 0) // block
     n_blocks = int(block_of_row[-1]) + 1
     # A small unsigned dtype makes the stable argsort a radix sort, linear in n_pairs.
     block_dtype = np.min_scalar_type(n_blocks)
