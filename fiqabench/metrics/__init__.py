@@ -1,10 +1,17 @@
-"""Pure-numpy metrics: FMR threshold, non-interpolated EDC, normalised pAUC, runtime statistics.
+"""Pure-numpy metrics: comparison scores, FMR threshold, non-interpolated EDC, normalised pAUC,
+the legacy recomputed-threshold ERC, runtime statistics.
 
 Importing this package never imports torch.
 """
 
 from __future__ import annotations
 
+from fiqabench.metrics.comparisons import (
+    PoolingRecord,
+    cosine_scores,
+    pool_templates,
+    template_pair_scores,
+)
 from fiqabench.metrics.edc import (
     EDCCurve,
     edc,
@@ -13,10 +20,17 @@ from fiqabench.metrics.edc import (
     pauc,
     similarity_from_distance,
 )
+from fiqabench.metrics.erc import erc_auc, erc_recomputed
 from fiqabench.metrics.runtime import RuntimeStats, runtime_stats
 
 __all__ = [
     "EDCCurve",
+    "PoolingRecord",
+    "cosine_scores",
+    "erc_auc",
+    "erc_recomputed",
+    "pool_templates",
+    "template_pair_scores",
     "RuntimeStats",
     "edc",
     "fmr_threshold",
