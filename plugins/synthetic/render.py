@@ -238,6 +238,10 @@ def sample_identity(rng: np.random.Generator) -> Identity:
     )
 
 
+def _square(x: float) -> float:
+    return x * x
+
+
 def sample_view(rng: np.random.Generator, identity: Identity) -> View:
     """Draw the nuisance variation of one image of ``identity``."""
     u = dm.uniform
@@ -255,7 +259,7 @@ def sample_view(rng: np.random.Generator, identity: Identity) -> View:
         shift_y=g(rng, 0.03),
         yaw=g(rng, 7.0 * _DEG),
         pitch=g(rng, 5.0 * _DEG),
-        smile=u(rng, 0.0, 1.0) ** 2,
+        smile=_square(u(rng, 0.0, 1.0)),  # a multiply, not pow(): libm-free
         mouth_open=u(rng, 0.01, 0.06) if open_mouth else 0.0,
         brow_raise=g(rng, 0.012),
         eye_open=u(rng, 0.05, 0.2) if blink else u(rng, 0.8, 1.1),

@@ -354,3 +354,15 @@ def test_trainer_resumes_from_its_checkpoint(tmp_path: Path) -> None:
 
     with pytest.raises(ConfigError, match="other options"):
         train(options=_tiny_options(lr=1e-3), device="cpu", output=resumed_path, progress=None)
+
+
+# -- fiqabench.testing conformance ---------------------------------------------------------------
+
+
+def test_conformance_checks(fr_model: FaceRecognitionModel) -> None:
+    from fiqabench.testing import check_dataset, check_fr_model
+
+    small = ds_mod.build("synthetic", SMALL)
+    check_dataset(small)
+    check_dataset(ds_mod.build("synthetic-train", SMALL))
+    check_fr_model(fr_model, small.read_images(range(6)))
