@@ -90,7 +90,7 @@ METHOD_OPTIONS: dict[str, Option] = {
 TRAINER_OPTIONS: dict[str, Option] = {
     "dataset": Option("synthetic-train", "registered dataset whose images train the DDPM"),
     "unet_config": Option("embedded", "UNet architecture", str, choices=("embedded", "official")),
-    "steps": Option(6000, "optimizer steps (official: 100,000)", _positive_int),
+    "steps": Option(10000, "optimizer steps (official: 100,000)", _positive_int),
     "batch_size": Option(64, "images per optimizer step (official: 16 x 4 accumulation = 64)", _positive_int),
     "lr": Option(8e-5, "Adam learning rate (official 8e-5, betas 0.9/0.99)", _positive_float),
     "seed": Option(0, "seed of every random draw of the run", _non_negative_int),

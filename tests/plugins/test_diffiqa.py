@@ -623,3 +623,10 @@ def test_registered_trainer_reads_synthetic_train_through_the_registry(tmp_path:
     from fiqabench_plugins.diffiqa.checkpoint import read_metadata
 
     assert read_metadata(path)["dataset_digest"].startswith("synthetic-train@")
+
+
+def test_conformance_helper() -> None:
+    from fiqabench.testing import check_method, make_batch
+
+    scores = check_method(method(n=2, batch_images=8), make_batch(6, size=16), fr_model=tiny_fr())
+    assert scores.shape == (6,)
