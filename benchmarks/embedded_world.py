@@ -16,6 +16,8 @@ FMR 1e-3; metrics from :mod:`fiqabench.metrics`):
   pAUC@0.3 of ``oracle`` (quality = -severity, target <= 0.80) and of ``random`` (20 seeds:
   mean, standard deviation, range; target 0.85-1.15); FNMR per degradation type (mated pairs of
   one image of that type and a clean partner), also by severity bin;
+- the calibration check: per type, FNMR of 1,600 mated pairs (image degraded at s = 0.7, clean
+  partner) on the reported world (seed 0), with the constants in the code (target about 50 %);
 - ``--calibrate``: for each degradation type, the constant K at which 50 % of mated pairs with a
   clean partner fail at severity 0.7, measured on the world of seed 1 (the report uses seed 0).
 """
@@ -161,47 +163,75 @@ def _degraded_targets(world: ds_mod.SyntheticDataset, targets: np.ndarray, kind:
     return np.stack(out)
 
 
+class _PairSet:
+    """Mated pairs for calibration: images 0-1 of each identity degraded, 2-5 clean partners."""
+
+    def __init__(self, fr: TorchFRModel, seed: int) -> None:
+        self.fr = fr
+        self.seed = seed
+        self.world = ds_mod.build(
+            "synthetic", {"identities": 200, "images_per_identity": 6, "degraded_fraction": 0.0, "seed": seed}
+        )
+        self.ident = self.world.identity_index
+        self.targets = np.flatnonzero(self.world.image_index < 2)
+        partners = np.flatnonzero(self.world.image_index >= 2)
+        clean = normalised_embeddings(fr, self.world.read_images(partners))
+        self.partner_of = {int(i): clean[self.ident[partners] == i] for i in np.unique(self.ident)}
+
+    def threshold(self) -> float:
+        """FMR 1e-3 threshold of the full default benchmark of this seed (current constants)."""
+        bench = ds_mod.build("synthetic", {"seed": self.seed})
+        emb = normalised_embeddings(self.fr, bench.read_images(range(len(bench))))
+        comp = bench.comparisons()
+        return fmr_threshold(cosine(emb, comp.a[~comp.mated], comp.b[~comp.mated]), FMR)
+
+    def fnmr(self, kind: str, direction: str | None, t: float) -> float:
+        """FNMR of (degraded at s = 0.7, clean partner) pairs with the current constants."""
+        d_emb = normalised_embeddings(self.fr, _degraded_targets(self.world, self.targets, kind, direction))
+        fails: list[bool] = []
+        for row, k in enumerate(self.targets):
+            sims = self.partner_of[int(self.ident[k])] @ d_emb[row]
+            fails.extend((sims < t).tolist())
+        return float(np.mean(fails))
+
+
+def _keys() -> list[tuple[str, str | None]]:
+    out: list[tuple[str, str | None]] = []
+    for kind in deg.DEGRADATIONS:
+        for direction in (("over", "under") if kind == "exposure" else (None,)):
+            out.append((kind, direction))
+    return out
+
+
+def check_calibration(fr: TorchFRModel, seed: int) -> tuple[float, dict[str, float]]:
+    """FNMR at s = 0.7 (clean partner) per type with the constants in the code, on ``seed``."""
+    pairs = _PairSet(fr, seed)
+    t = pairs.threshold()
+    return t, {_calibration_key(k, d): pairs.fnmr(k, d, t) for k, d in _keys()}
+
+
 def calibrate(fr: TorchFRModel, rounds: int = 2) -> dict[str, float]:
     """Find, per type, K such that FNMR(s = 0.7, clean partner) = 50 % on the seed-1 world."""
-    pairs_world = ds_mod.build(
-        "synthetic", {"identities": 200, "images_per_identity": 6, "degraded_fraction": 0.0, "seed": CALIBRATION_SEED}
-    )
-    n_img = 6
-    ident = pairs_world.identity_index
-    targets = np.flatnonzero(pairs_world.image_index < 2)  # degraded copies of images 0 and 1
-    partners = np.flatnonzero(pairs_world.image_index >= 2)  # clean images 2..5
-    clean_emb = normalised_embeddings(fr, pairs_world.read_images(partners))
-    partner_of = {int(i): clean_emb[ident[partners] == i] for i in np.unique(ident)}
-    del n_img
+    pairs = _PairSet(fr, CALIBRATION_SEED)
     constants = dict(deg.CALIBRATION)
     for round_index in range(rounds):
         deg.CALIBRATION.update(constants)
-        bench = ds_mod.build("synthetic", {"seed": CALIBRATION_SEED})
-        emb = normalised_embeddings(fr, bench.read_images(range(len(bench))))
-        comp = bench.comparisons()
-        t = fmr_threshold(cosine(emb, comp.a[~comp.mated], comp.b[~comp.mated]), FMR)
+        t = pairs.threshold()
         print(f"round {round_index + 1}: benchmark threshold (seed {CALIBRATION_SEED}) = {t:.4f}")
-        for kind in deg.DEGRADATIONS:
-            for direction in (("over", "under") if kind == "exposure" else (None,)):
-                key = _calibration_key(kind, direction)
-                base = constants[key]
-                grid = [base * 2.0 ** e for e in np.linspace(-1.5, 1.5, 7)]
-                if kind == "pose":
-                    grid = [min(g, 85.0 / CALIBRATION_SEVERITY) for g in grid]
-                    grid = sorted(set(grid))
-                rates = []
-                for value in grid:
-                    deg.CALIBRATION[key] = value
-                    d_emb = normalised_embeddings(fr, _degraded_targets(pairs_world, targets, kind, direction))
-                    fails = []
-                    for row, k in enumerate(targets):
-                        sims = partner_of[int(ident[k])] @ d_emb[row]
-                        fails.extend((sims < t).tolist())
-                    rates.append(float(np.mean(fails)))
-                deg.CALIBRATION[key] = base
-                constants[key] = _solve(grid, rates, 0.5)
-                summary = ", ".join(f"{g:.3g}:{r:.2f}" for g, r in zip(grid, rates))
-                print(f"  {key:15s} K {base:8.3f} -> {constants[key]:8.3f}   (K:FNMR {summary})")
+        for kind, direction in _keys():
+            key = _calibration_key(kind, direction)
+            base = constants[key]
+            grid = [base * 2.0 ** e for e in np.linspace(-1.5, 1.5, 7)]
+            if kind == "pose":
+                grid = sorted({min(g, 85.0 / CALIBRATION_SEVERITY) for g in grid})
+            rates = []
+            for value in grid:
+                deg.CALIBRATION[key] = value
+                rates.append(pairs.fnmr(kind, direction, t))
+            deg.CALIBRATION[key] = base
+            constants[key] = _solve(grid, rates, 0.5)
+            summary = ", ".join(f"{g:.3g}:{r:.2f}" for g, r in zip(grid, rates))
+            print(f"  {key:15s} K {base:8.3f} -> {constants[key]:8.3f}   (K:FNMR {summary})")
     deg.CALIBRATION.update(constants)
     return constants
 
@@ -255,6 +285,12 @@ def main(argv: list[str] | None = None) -> int:
         f"random pAUC@{LIMIT} over {RANDOM_SEEDS} seeds: {b['random_mean']:.3f} +- {b['random_sd']:.3f} "
         f"(range {b['random_min']:.3f}-{b['random_max']:.3f})"
     )
+    t_check, check = check_calibration(fr, args.seed)
+    print(
+        f"calibration check on seed {args.seed} (target 50 %): FNMR at s = {CALIBRATION_SEVERITY} with a clean "
+        f"partner, 1,600 pairs per type, threshold {t_check:.4f}:"
+    )
+    print("  " + ", ".join(f"{k} {100 * v:.1f} %" for k, v in check.items()))
     print("FNMR per degradation type (mated pairs: that type + a clean partner; by severity bin; any partner):")
     for kind, entry in b["per_type"].items():  # type: ignore[union-attr]
         extra = "  ".join(f"{k} {100 * v:5.1f}" for k, v in entry.items() if "-" in k)

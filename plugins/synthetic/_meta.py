@@ -11,7 +11,7 @@ from pathlib import Path
 #: Version of the synthetic world generator: renderer, degradations, calibration constants and
 #: split protocol. Bump it whenever any rendered byte, severity or comparison can change; it is
 #: part of ``Dataset.version`` and of every manifest digest, so caches never mix two worlds.
-GENERATOR_VERSION = "1.0.0"
+GENERATOR_VERSION = "1.1.0"
 
 #: Version of the embedded FR model (architecture + preprocessing). The weights have their own
 #: digest; this changes only when the network definition changes.

@@ -53,14 +53,14 @@ POST_DEGRADATIONS: tuple[str, ...] = tuple(d for d in DEGRADATIONS if d != "pose
 #: trained with these (its augmentation uses them), and the figures of benchmarks/embedded_world.md
 #: show how well 50 % at s = 0.7 still holds for it.
 CALIBRATION: dict[str, float] = {
-    "blur": 3.42,  # Gaussian sigma in output pixels
-    "downscale": 4.61,  # size reduction factor minus one (image shrunk by 1 + K s, then enlarged)
-    "noise": 58.9,  # Gaussian sigma in grey levels (0-255)
-    "jpeg": 7.53,  # multiplier of the JPEG quantisation tables (1 = quality 50, 10 = quality 5)
-    "occlusion": 0.779,  # occluded fraction of the face box (capped at 0.95)
-    "exposure_over": 3.53,  # extra gain (image multiplied by 1 + K s, then clipped)
-    "exposure_under": 24.4,  # attenuation (image divided by 1 + K s, then quantised)
-    "pose": 68.1,  # added yaw in degrees (pitch gets a quarter of it; yaw capped at 85)
+    "blur": 3.91,  # Gaussian sigma in output pixels
+    "downscale": 5.18,  # size reduction factor minus one (image shrunk by 1 + K s, then enlarged)
+    "noise": 66.3,  # Gaussian sigma in grey levels (0-255)
+    "jpeg": 8.34,  # multiplier of the JPEG quantisation tables (1 = quality 50, 10 = quality 5)
+    "occlusion": 0.916,  # occluded fraction of the face box (capped at 0.95)
+    "exposure_over": 5.17,  # extra gain (image multiplied by 1 + K s, then clipped)
+    "exposure_under": 41.1,  # attenuation (image divided by 1 + K s, then quantised)
+    "pose": 70.0,  # added yaw in degrees (pitch gets a quarter of it; yaw capped at 85)
 }
 
 #: The face box in crop coordinates (fractions of the side, from the top-left): where an

@@ -328,7 +328,9 @@ def test_trainer_resumes_from_its_checkpoint(tmp_path: Path) -> None:
 
         def update(self, n: int) -> None:
             if self.desc.startswith("train"):
-                raise _Interrupt  # stop after the first epoch's checkpoint
+                self.seen = getattr(self, "seen", 0) + n
+                if self.seen > 16:  # 16 images / batch 8 = 2 steps per epoch: stop in epoch 2
+                    raise _Interrupt
 
         def close(self) -> None:
             pass
@@ -345,7 +347,7 @@ def test_trainer_resumes_from_its_checkpoint(tmp_path: Path) -> None:
         return type("B", (), {"update": lambda self, n: None, "close": lambda self: None})()
 
     train(options=options, device="cpu", output=resumed_path, progress=counting)
-    assert epochs_run == [1]  # only the second epoch was left
+    assert epochs_run == [2 * 8]  # only the second epoch (2 steps of 8 images) was left
     a, b = load_file(str(straight)), load_file(str(resumed_path))
     assert a.keys() == b.keys()
     for key in a:
