@@ -256,10 +256,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calibrate", action="store_true")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0, help="world seed of the reported benchmark")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (timings depend on it)")
     args = parser.parse_args(argv)
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     fr = build_fr(options={"weights": str(args.weights)}, device="cpu")
-    print(f"generator {GENERATOR_VERSION}, image size {render.IMAGE_SIZE}, weights {args.weights}")
+    print(
+        f"generator {GENERATOR_VERSION}, image size {render.IMAGE_SIZE}, weights {args.weights}, "
+        f"{args.threads} torch thread(s)"
+    )
     print(f"weights sha256 {file_digest(args.weights)}, {args.weights.stat().st_size / 1e6:.2f} MB")
     if args.calibrate:
         constants = calibrate(fr, args.rounds)

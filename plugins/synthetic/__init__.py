@@ -33,7 +33,9 @@ def _dataset_options(split_default: str) -> dict[str, Option]:
         "identities": Option(None, f"number of identities (default: {split_default})", _optional_int),
         "images_per_identity": Option(None, "images per identity (default: 10 test, 12 train)", _optional_int),
         "non_mated": Option(None, "number of sampled non-mated comparisons (default: 100000)", _optional_int),
-        "degraded_fraction": Option(None, "share of each identity's images that are degraded", _optional_float),
+        "degraded_fraction": Option(
+            None, "share of each identity's images that are degraded (default: 0.5 test, 0 train)", _optional_float
+        ),
         "max_severity": Option(None, "severities are drawn from U(0, max_severity] (default: 1)", _optional_float),
         "seed": Option(None, "world seed offset: another seed is another world (default: 0)", _optional_int),
     }
@@ -85,7 +87,10 @@ def fiqabench_register_fr_models(register: Callable[..., None]) -> None:
         reference=_PILOT,
         options={
             "weights": Option(
-                None, f"safetensors weight file (default: the shipped {DEFAULT_WEIGHTS.name})", is_path=True
+                str(DEFAULT_WEIGHTS),
+                "safetensors weight file (default: the shipped one; retrain with "
+                f"`{TRAIN_COMMAND}`)",
+                is_path=True,
             ),
             "batch_size": Option(64, "images per forward pass", int, affects_result=False),
         },

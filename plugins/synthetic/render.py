@@ -492,8 +492,7 @@ def render(identity: Identity, view: View, size: int = IMAGE_SIZE) -> np.ndarray
         _over(img, hair_col, h_alpha * region)
 
     # ---- ears: behind the head unless turned towards the camera ------------------------------
-    R_ears = R
-    ear_layers = _ears(ident, vw, X, Y, R_ears, tint)
+    ear_layers = _ears(ident, vw, X, Y, R, tint)
     for facing, ear_col, ear_alpha in ear_layers:
         if not facing:
             _over(img, ear_col, ear_alpha)

@@ -65,6 +65,35 @@ def test_same_seed_gives_identical_bytes() -> None:
     assert a.tobytes() == b.tobytes()
 
 
+#: sha256 prefixes of frozen samples of the default benchmark (generator 1.1.0), one per
+#: degradation type, and of three training images. Derived once with
+#: ``hashlib.sha256(ds.read_images([k]).tobytes())``; they pin "same seed, same bytes on any
+#: machine" (the renderer and degradations use only IEEE-exact arithmetic). A change here means the
+#: world changed: bump GENERATOR_VERSION and re-derive them.
+GOLDEN = {
+    0: "2d5d03df39c411b28dfc",  # clean
+    1: "320fb2f05de03edc5ec1",  # occlusion
+    4: "a15804bfec9e3006133e",  # pose
+    5: "d70f3cd1242fc7a156a4",  # jpeg
+    10: "6641f005326ba1368608",  # blur
+    17: "a7d6665824e52d3a4e29",  # exposure
+    23: "1fd5153a3cb3098fefaa",  # noise
+    37: "a72dbe8f84a3e461cef2",  # downscale
+}
+GOLDEN_TRAIN = "948e7d2518563fee39dc"  # synthetic-train samples 0, 1, 23999
+GOLDEN_MANIFEST = "5673234763a3e838eaef1a626591dbd0ad918520d2ee928146d618589075e298"
+
+
+def test_frozen_world_bytes(test_split: ds_mod.SyntheticDataset) -> None:
+    assert test_split.version == "1.1.0"
+    for k, prefix in GOLDEN.items():
+        image = test_split.read_images([k])
+        assert hashlib.sha256(image.tobytes()).hexdigest()[:20] == prefix, (k, test_split.samples().metadata[k])
+    train = ds_mod.build("synthetic-train", {})
+    assert hashlib.sha256(train.read_images([0, 1, 23999]).tobytes()).hexdigest()[:20] == GOLDEN_TRAIN
+    assert test_split.manifest_digest() == GOLDEN_MANIFEST
+
+
 def test_different_identities_and_views_differ() -> None:
     base = ds_mod.render_sample(0, 1, 0, 0)
     other_view = ds_mod.render_sample(0, 1, 0, 1)
