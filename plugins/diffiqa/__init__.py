@@ -85,6 +85,10 @@ METHOD_OPTIONS: dict[str, Option] = {
         64, "at most this many images per UNet call (whole samples: 64 // 2n per group)", _positive_int,
         affects_result=False,
     ),
+    "num_threads": Option(
+        0, "torch CPU threads while scoring (0: leave as is; 1 is fastest on a busy 2-core machine)",
+        _non_negative_int, affects_result=False,
+    ),
 }
 
 TRAINER_OPTIONS: dict[str, Option] = {

@@ -128,6 +128,8 @@ class DifFIQA:
         if self.precision not in ("fp32", "bf16"):
             raise ConfigError(f"diffiqa: option precision={self.precision!r}: expected fp32 or bf16")
         self.batch_images = _positive("batch_images", options.get("batch_images", 64))
+        threads = options.get("num_threads", 0) or 0
+        self.num_threads = 0 if threads == 0 else _positive("num_threads", threads)
         self.terms = terms_for(flip=self.flip, forward_term=self.forward_term)
         config_name = str(options.get("unet_config", "embedded"))
         expected = UNetConfig.named(config_name)
@@ -243,9 +245,16 @@ class DifFIQA:
             raise ConfigError("diffiqa needs an FR model (quality_fr_model)")
         if len(batch) == 0:
             return np.zeros(0, np.float32)
-        with torch.inference_mode():
-            x = self.prepare(batch.images)
-            q = self.score_tensor(x, [int(s) for s in np.asarray(batch.seeds).tolist()], fr_model)
+        previous = torch.get_num_threads()
+        if self.num_threads:
+            torch.set_num_threads(self.num_threads)
+        try:
+            with torch.inference_mode():
+                x = self.prepare(batch.images)
+                q = self.score_tensor(x, [int(s) for s in np.asarray(batch.seeds).tolist()], fr_model)
+        finally:
+            if self.num_threads:
+                torch.set_num_threads(previous)
         return q.cpu().numpy().astype(np.float32)
 
 
