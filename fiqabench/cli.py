@@ -128,7 +128,8 @@ def _registry(args: argparse.Namespace) -> Any:
     return Registry(plugin_set)
 
 
-def _progress_factory(quiet: bool) -> Any:
+def _progress_factory(quiet: bool, unit: str = "img") -> Any:
+    """Progress bars on stderr (rate and ETA); ``unit`` is what ``total`` counts."""
     if quiet:
         from fiqabench.runner import null_progress
 
@@ -136,7 +137,7 @@ def _progress_factory(quiet: bool) -> Any:
     from tqdm import tqdm
 
     def factory(total: int, desc: str) -> Any:
-        return tqdm(total=total, desc=desc, unit="img", leave=False, file=sys.stderr, dynamic_ncols=True)
+        return tqdm(total=total, desc=desc, unit=unit, leave=False, file=sys.stderr, dynamic_ncols=True)
 
     return factory
 
@@ -351,7 +352,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         given["dataset"] = args.dataset
     options = entry.resolve_options(given)
     train = entry.load()
-    progress = None if args.quiet else _progress_factory(False)
+    # Trainers count their own units (steps, images): the bar says "it".
+    progress = None if args.quiet else _progress_factory(False, unit="it")
     path = train(options=options, device=args.device, output=Path(args.output), progress=progress)
     print(f"wrote {path}")
     return 0

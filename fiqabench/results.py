@@ -25,7 +25,6 @@ import math
 import os
 import platform
 import socket
-import sys
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -49,12 +48,15 @@ REQUIRED_ROW_FIELDS = (
 
 
 def environment(device: str = "cpu") -> dict[str, Any]:
-    """Host and library versions; torch only if it is already imported (listing stays light)."""
+    """Host and library versions (read from package metadata: torch is not imported for this)."""
+    import importlib.metadata
+
     import numpy
 
-    torch_version = None
-    if "torch" in sys.modules:
-        torch_version = sys.modules["torch"].__version__
+    try:
+        torch_version: str | None = importlib.metadata.version("torch")
+    except importlib.metadata.PackageNotFoundError:
+        torch_version = None
     return {
         "host": socket.gethostname(),
         "platform": platform.platform(),
