@@ -390,11 +390,7 @@ class Runner:
         if not entry.is_complete():
             model = None
             bar = self.progress(n_samples, f"embed {dataset.name} / {fr.name}")
-            for shard in range(n_shards):
-                lo, hi = shard * SHARD_SIZE, min(n_samples, (shard + 1) * SHARD_SIZE)
-                if entry.has_shard(shard):
-                    bar.update(hi - lo)
-                    continue
+            for shard, lo, hi in _pending_shards(entry, n_samples, bar):
                 model = model or self._fr_model(fr)
                 parts, flipped = [], []
                 for batch in self._iter_batches(np.arange(lo, hi)):
@@ -457,7 +453,7 @@ class Runner:
         n_samples = len(samples)
         n_shards = -(-n_samples // SHARD_SIZE)
         if not entry.is_complete():
-            self._compute_quality(dataset, samples, mplan, entry, n_shards)
+            self._compute_quality(dataset, samples, mplan, entry)
             entry.finalize({"n_samples": n_samples, "shards": n_shards, "key": payload, "fiqabench": __version__})
         data = entry.read_shards(n_shards)
         timed = ~data["batch_warmup"].astype(bool)
@@ -478,18 +474,14 @@ class Runner:
             runtime["warmup_batches"] = 0 if use_all else int((~timed).sum())
         return data["quality"], runtime
 
-    def _compute_quality(self, dataset: Any, samples: Any, mplan: MethodPlan, entry: Any, n_shards: int) -> None:
+    def _compute_quality(self, dataset: Any, samples: Any, mplan: MethodPlan, entry: Any) -> None:
         method = mplan.component
         n_samples = len(samples)
         instance = None
         fr_model = None
         warm = False
         bar = self.progress(n_samples, f"quality {dataset.name} / {method.name}")
-        for shard in range(n_shards):
-            lo, hi = shard * SHARD_SIZE, min(n_samples, (shard + 1) * SHARD_SIZE)
-            if entry.has_shard(shard):
-                bar.update(hi - lo)
-                continue
+        for shard, lo, hi in _pending_shards(entry, n_samples, bar):
             if instance is None:
                 log.info("building method %s", method.entry.spec)
                 instance = self._build(method)
@@ -546,6 +538,16 @@ class Runner:
                 apply_failure_policy(quality, on_failure="error", method=method.name, dataset=dataset.name,
                                      ids=ids)
         bar.close()
+
+
+def _pending_shards(entry: Any, n_samples: int, bar: Any) -> Iterator[tuple[int, int, int]]:
+    """``(shard, lo, hi)`` for each shard not yet cached; finished ones only advance the bar."""
+    for shard in range(-(-n_samples // SHARD_SIZE)):
+        lo, hi = shard * SHARD_SIZE, min(n_samples, (shard + 1) * SHARD_SIZE)
+        if entry.has_shard(shard):
+            bar.update(hi - lo)
+            continue
+        yield shard, lo, hi
 
 
 def _cache_root(value: str | None) -> Path:

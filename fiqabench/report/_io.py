@@ -8,6 +8,8 @@ temporary file in the same directory and renaming it means a reader, or a LaTeX 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
+from typing import Any
 import os
 import uuid
 from pathlib import Path
@@ -43,3 +45,28 @@ def atomic_write(path: str | os.PathLike[str], data: str | bytes) -> Path:
             tmp.unlink()
         raise
     return path
+
+
+def write_table_files(
+    results: Any,
+    out_dir: str | os.PathLike[str],
+    suffix: str,
+    render_pauc: Callable[[Any, float], str],
+    render_runtime: Callable[[Any], str | None],
+) -> list[Path]:
+    """``tables/pauc_<limit>.<suffix>`` per discard limit and ``tables/runtime.<suffix>``.
+
+    Shared by the LaTeX and Markdown writers; ``results`` is the parsed ``results.json``.
+    """
+    from fiqabench.report._schema import limit_key, load
+
+    view = load(results)
+    tables_dir = Path(out_dir) / "tables"
+    written = [
+        atomic_write(tables_dir / f"pauc_{limit_key(limit)}.{suffix}", render_pauc(view, limit))
+        for limit in view.limits
+    ]
+    runtime = render_runtime(view)
+    if runtime is not None:
+        written.append(atomic_write(tables_dir / f"runtime.{suffix}", runtime))
+    return written

@@ -12,7 +12,7 @@ from typing import Any
 
 from tabulate import tabulate
 
-from fiqabench.report._io import atomic_write
+from fiqabench.report._io import write_table_files
 from fiqabench.report._schema import ERC_CONVENTION, MethodKey, Results, fmr_text, limit_key, load
 from fiqabench.report.tables import AVG, DECIMALS, PaucTable, format_ms, pauc_tables, runtime_table
 
@@ -152,13 +152,4 @@ def render_runtime(results: Mapping[str, Any] | Results) -> str | None:
 
 def write(results: Mapping[str, Any], out_dir: Path) -> list[Path]:
     """Write ``tables/pauc_<limit>.md`` per discard limit and ``tables/runtime.md``."""
-    view = load(results)
-    tables_dir = Path(out_dir) / "tables"
-    written = [
-        atomic_write(tables_dir / f"pauc_{limit_key(limit)}.md", render_pauc(view, limit))
-        for limit in view.limits
-    ]
-    runtime = render_runtime(view)
-    if runtime is not None:
-        written.append(atomic_write(tables_dir / "runtime.md", runtime))
-    return written
+    return write_table_files(results, out_dir, "md", render_pauc, render_runtime)
