@@ -7,7 +7,7 @@ imports neither pandas nor matplotlib. Every writer reads the parsed ``results.j
 - ``markdown``: the pAUC and runtime tables for READMEs;
 - ``latex``: booktabs tables in the DifFIQA paper's style (Tables 2 and 3);
 - ``plots``: EDC curves (Figure 4 style) and quality-score histograms (Figure 5 style);
-- ``parquet``: ``results.parquet`` and ``edc_curves.parquet`` (needs pyarrow).
+- ``parquet``: ``results.parquet`` and ``edc_curves.parquet`` (through pyarrow).
 
 ``results.json`` itself is written by the runner, not by a writer.
 """
@@ -39,5 +39,5 @@ def fiqabench_register_report_writers(register: RegisterCallback) -> None:
     register(
         "parquet",
         "fiqabench.report.parquet:write",
-        summary="Parquet: results and EDC curves (needs pyarrow: pip install 'fiqabench[parquet]')",
+        summary="Parquet: results and EDC curves (through pyarrow)",
     )

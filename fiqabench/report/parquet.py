@@ -1,7 +1,7 @@
 """Parquet output: ``results.parquet`` and ``edc_curves.parquet`` (the frames of the CSV writer).
 
-pandas writes Parquet through pyarrow, an optional extra (``pip install 'fiqabench[parquet]'``);
-without it the writer raises :class:`~fiqabench.errors.ComponentUnavailableError` before doing
+pandas writes Parquet through pyarrow, a dependency of fiqabench; where it is missing anyway
+(an install with ``--no-deps``, a broken wheel) the writer raises :class:`~fiqabench.errors.ComponentUnavailableError` before doing
 anything, so no half set of files is left behind.
 """
 
@@ -25,7 +25,7 @@ def _require_pyarrow() -> None:
     except ImportError as exc:
         raise ComponentUnavailableError(
             f"report format 'parquet' needs pyarrow, which cannot be imported ({exc}):"
-            " pip install 'fiqabench[parquet]'"
+            " pip install 'pyarrow>=14'"
         ) from exc
 
 
