@@ -224,19 +224,24 @@ class DifFIQA:
         time = torch.full((b * chains,), self.t, device=self.device, dtype=torch.long)
         x_t = self.schedule.q_sample(start, time, noise())
         x_hat = reverse(x_t, self.t, denoise=self._denoise, schedule=self.schedule, noise=noise, sampler=self.sampler)
-        # one FR call: originals, flips, noisy, reconstructed
-        inputs = [x] + ([x_flip] if self.flip else []) + [x_t, x_hat]
+        # one FR call: originals, flips, noisy (only when Eq. 7 compares them), reconstructed
+        inputs = [x] + ([x_flip] if self.flip else []) + ([x_t] if self.forward_term else []) + [x_hat]
         emb = self._embed(fr_model, torch.cat(inputs))
         e_x, emb = emb[:b], emb[b:]
         others: dict[str, torch.Tensor] = {}
         if self.flip:
             others["flip"], emb = emb[:b], emb[b:]
         d = emb.shape[-1]
-        e_t = emb[: b * chains].reshape(b, chains // n, n, d)
-        e_hat = emb[b * chains :].reshape(b, chains // n, n, d)
-        others["x_t"], others["x_hat"] = e_t[:, 0], e_hat[:, 0]
+        if self.forward_term:
+            e_t = emb[: b * chains].reshape(b, chains // n, n, d)
+            others["x_t"] = e_t[:, 0]
+            if self.flip:
+                others["flip_t"] = e_t[:, 1]
+            emb = emb[b * chains :]
+        e_hat = emb.reshape(b, chains // n, n, d)
+        others["x_hat"] = e_hat[:, 0]
         if self.flip:
-            others["flip_t"], others["flip_hat"] = e_t[:, 1], e_hat[:, 1]
+            others["flip_hat"] = e_hat[:, 1]
         return eq7_quality(e_x, others, self.terms)
 
     def score(self, batch: SampleBatch, *, fr_model: FaceRecognitionModel | None) -> np.ndarray:
