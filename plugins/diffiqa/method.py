@@ -26,6 +26,12 @@ Conventions:
 - Per-sample seeds: sample ``i``'s noise (forward noise first, then one draw per reverse step, each
   of shape ``(chains, 3, H, W)``) comes from a ``torch.Generator`` on the device seeded with
   ``batch.seeds[i]``, so scores do not depend on batch size, order or chunking.
+- Across devices the scores are *not* equal draw for draw: the generator lives on the device (so
+  the GPU does not wait for CPU-drawn noise), and CPU and CUDA generators give different streams
+  for one seed. A CUDA run is therefore like a CPU run with another run seed; on the embedded
+  benchmark that moved single qualities by a median of 4e-4 (99th percentile 0.017, quality
+  spread across images 0.085) and pAUC@0.3 by at most 0.001 (``benchmarks/diffiqa.md`` §5).
+  Thread counts do not change CPU scores.
 - Batching: the ``2 n`` chains of a group of samples go through the UNet together; groups are cut
   at sample boundaries so that a UNet call holds at most ``batch_images`` images (default 64, the
   official inference batch: 64 // 20 = 3 images of 20 chains).
