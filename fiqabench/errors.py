@@ -28,6 +28,7 @@ class InputFormatError(FiqabenchError, ValueError):
         self.path = str(path)
         self.line = line
         self.field = field
+        self.message = message
         where = self.path if line is None else f"{self.path}:{line}"
         if field:
             where = f"{where}: {field}"

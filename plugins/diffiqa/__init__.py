@@ -100,8 +100,22 @@ TRAINER_OPTIONS: dict[str, Option] = {
     "seed": Option(0, "seed of every random draw of the run", _non_negative_int),
     "ema_decay": Option(0.995, "EMA beta (official 0.995; update every 10 steps after step 100)", float),
     "checkpoint_every": Option(500, "write a resumable checkpoint every this many steps", _positive_int),
+    "images": Option(
+        None,
+        "a folder of aligned face crops (png/jpg/jpeg/bmp/webp, searched recursively) to train on instead"
+        " of a registered dataset; the paper used CelebA",
+        is_path=True,
+    ),
     "pool_copies": Option(
-        4, "precomputed degraded copies per training image (the degradation pipeline is slow)", _positive_int
+        4,
+        "precomputed degraded copies per training image, held in memory (the degradation pipeline is"
+        " slow); 0: degrade afresh every epoch while streaming the images, as the official code does"
+        " (use it for large folders)",
+        _non_negative_int,
+    ),
+    "workers": Option(
+        0, "with pool_copies=0: worker processes that read and degrade images (0: the main process)",
+        _non_negative_int, affects_result=False,
     ),
     "degrade_scale": Option(
         4, "degrade at this many times the DDPM resolution (official: 512 px for 112 px training)", _positive_int

@@ -24,6 +24,9 @@ resolution with scaled kernels instead of 512 px, and, because it is still the s
 ``pool_copies`` degraded copies per image are precomputed once (cached next to the output as a
 ``.npy`` file) and one is drawn at random per use instead of degrading afresh every time. The
 flip is applied after degradation (the degradation's distribution is flip-symmetric).
+``pool_copies=0`` restores the official behaviour: every epoch degrades every image afresh, in
+``workers`` loader processes, streaming the images (a folder given by ``images`` is read from
+disk on demand, :mod:`.folder`), which is what a CelebA-sized run needs.
 
 Checkpoints (``<output>.ckpt.safetensors``, every ``checkpoint_every`` steps and at the end)
 hold the online and EMA weights, Adam's state, the RNG state and the epoch permutation, so a run
@@ -51,6 +54,7 @@ from fiqabench.errors import ConfigError
 
 from .checkpoint import save_weights
 from .degrade import degrade_lq
+from .folder import ArraySource, FolderSource, next_pair, pair_loader
 from .schedule import DiffusionSchedule
 from .unet import UNet, UNetConfig
 
@@ -65,6 +69,7 @@ POOL_VERSION = "1"
 #: Options that must match for a checkpoint to be resumed.
 _RESUME_KEYS = (
     "dataset",
+    "images",
     "unet_config",
     "batch_size",
     "lr",
@@ -279,7 +284,7 @@ def _checkpoint_path(output: Path) -> Path:
 
 
 def train_on_images(
-    images: np.ndarray,
+    images: np.ndarray | FolderSource,
     *,
     options: Mapping[str, Any],
     device: torch.device | str,
@@ -287,11 +292,13 @@ def train_on_images(
     progress: Callable[[int, str], Any] | None = None,
     dataset_digest: str = "",
 ) -> Path:
-    """Train on uint8 RGB ``images`` ``(N, H, W, 3)``; see the module docstring."""
+    """Train on uint8 RGB ``images`` ``(N, H, W, 3)`` or a :class:`~.folder.FolderSource`; see the
+    module docstring."""
     from . import TRAINER_OPTIONS
 
     opts = {key: opt.default for key, opt in TRAINER_OPTIONS.items()}
     opts.update(options)
+    opts["images"] = str(opts["images"]) if opts.get("images") else None
     device = torch.device(device)
     output = Path(output)
     if output.suffix != ".safetensors":
@@ -300,15 +307,27 @@ def train_on_images(
     if int(opts["threads"]) > 0:
         torch.set_num_threads(int(opts["threads"]))
     config = UNetConfig.named(str(opts["unet_config"]))
-    if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8 or len(images) == 0:
-        raise ConfigError(f"diffiqa-ddpm: expected uint8 images (N, H, W, 3), got {images.dtype} {images.shape}")
-    if int(opts["max_images"]) > 0:
-        images = images[: int(opts["max_images"])]
-    images = _resize_images(images, config.image_size)
     steps, batch_size, seed = int(opts["steps"]), int(opts["batch_size"]), int(opts["seed"])
     copies = int(opts["pool_copies"])
     work_size = int(opts["degrade_scale"]) * config.image_size
+    limit = int(opts["max_images"])
+    if isinstance(images, FolderSource):
+        opts["dataset"] = None  # the folder replaces the registered dataset (recorded as its digest)
+        if images.size != config.image_size:
+            raise ConfigError(f"diffiqa-ddpm: folder source reads {images.size} px, the UNet needs {config.image_size}")
+        if limit > 0:
+            images.files = images.files[:limit]
+        dataset_digest = dataset_digest or images.digest()
+        if copies > 0:  # the in-memory pool needs the images in memory too
+            images = np.stack([images[i] for i in range(len(images))])
+    else:
+        if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8 or len(images) == 0:
+            raise ConfigError(f"diffiqa-ddpm: expected uint8 images (N, H, W, 3), got {images.dtype} {images.shape}")
+        if limit > 0:
+            images = images[:limit]
+        images = _resize_images(images, config.image_size)
     n = len(images)
+    streaming = copies == 0
 
     pool_key = {
         "version": POOL_VERSION,
@@ -320,9 +339,12 @@ def train_on_images(
         "work_size": work_size,
     }
     t_pool = time.perf_counter()
-    pool = build_degraded_pool(
-        images, copies=copies, seed=seed, work_size=work_size, cache=_pool_cache_path(output, pool_key), progress=progress
-    )
+    if not streaming:
+        assert isinstance(images, np.ndarray)
+        pool = build_degraded_pool(
+            images, copies=copies, seed=seed, work_size=work_size, cache=_pool_cache_path(output, pool_key),
+            progress=progress,
+        )
     pool_seconds = time.perf_counter() - t_pool
 
     with torch.random.fork_rng(devices=[]):
@@ -348,8 +370,13 @@ def train_on_images(
         state.update(loaded)
         ema.online = model
 
-    images_t = torch.from_numpy(images)
-    pool_t = torch.from_numpy(pool)
+    if streaming:
+        source = images if isinstance(images, FolderSource) else ArraySource(images)
+        batches = iter(pair_loader(source, batch_size=batch_size, seed=seed, work_size=work_size,
+                                   start_step=int(state["step"]), steps=steps, workers=int(opts["workers"])))
+    else:
+        images_t = torch.from_numpy(images)
+        pool_t = torch.from_numpy(pool)
     bar = progress(steps, "diffiqa-ddpm") if progress is not None else None
     if bar is not None and state["step"]:
         bar.update(state["step"])
@@ -365,25 +392,31 @@ def train_on_images(
 
     try:
         while state["step"] < steps:
-            # epoch-wise shuffling (DataLoader shuffle=True), drawn from the run's generator
-            idx_parts = []
-            need = batch_size
-            while need > 0:
-                if state["pos"] >= n:
-                    perm = torch.randperm(n, generator=gen)
-                    state["pos"], state["epoch"] = 0, state["epoch"] + 1
-                take = min(need, n - state["pos"])
-                idx_parts.append(perm[state["pos"] : state["pos"] + take])
-                state["pos"] += take
-                need -= take
-            idx = torch.cat(idx_parts)
-            which = torch.randint(copies, (batch_size,), generator=gen)
+            if streaming:
+                # order and degradations come from the loader (seeded by epoch and image)
+                clean, degraded = next_pair(batches)
+                state["epoch"] = (state["step"] + 1) * batch_size // n
+            else:
+                # epoch-wise shuffling (DataLoader shuffle=True), drawn from the run's generator
+                idx_parts = []
+                need = batch_size
+                while need > 0:
+                    if state["pos"] >= n:
+                        perm = torch.randperm(n, generator=gen)
+                        state["pos"], state["epoch"] = 0, state["epoch"] + 1
+                    take = min(need, n - state["pos"])
+                    idx_parts.append(perm[state["pos"] : state["pos"] + take])
+                    state["pos"] += take
+                    need -= take
+                idx = torch.cat(idx_parts)
+                which = torch.randint(copies, (batch_size,), generator=gen)
+                clean, degraded = images_t[idx], pool_t[idx, which]
             flip = torch.rand(batch_size, generator=gen) < 0.5
             t_cpu = torch.randint(TIME_BOUND[0], TIME_BOUND[1], (batch_size,), generator=gen)
             noise = torch.randn((batch_size, 3, config.image_size, config.image_size), generator=gen)
 
-            hq = _to_unit_range(images_t[idx].numpy(), device)
-            lq = _to_unit_range(pool_t[idx, which].numpy(), device)
+            hq = _to_unit_range(clean.numpy(), device)
+            lq = _to_unit_range(degraded.numpy(), device)
             flip_d = flip.to(device)[:, None, None, None]
             hq = torch.where(flip_d, hq.flip(-1), hq)
             lq = torch.where(flip_d, lq.flip(-1), lq)
@@ -431,11 +464,21 @@ def train(
     output: Path,
     progress: Callable[[int, str], Any] | None = None,
 ) -> Path:
-    """The registered trainer ``diffiqa-ddpm``: loads ``options['dataset']`` through the registry
-    and calls :func:`train_on_images`. Writes ``output`` (safetensors, online + EMA weights)."""
+    """The registered trainer ``diffiqa-ddpm``: trains on the folder ``options['images']`` if given,
+    else loads ``options['dataset']`` through the registry, and calls :func:`train_on_images`.
+    Writes ``output`` (safetensors, online + EMA weights)."""
     from fiqabench.plugins import get_plugin_manager
     from fiqabench.registry import Registry
 
+    if options.get("images"):
+        config = UNetConfig.named(str(options.get("unet_config", "embedded")))
+        return train_on_images(
+            FolderSource(Path(str(options["images"])), config.image_size),
+            options=options,
+            device=device,
+            output=Path(output),
+            progress=progress,
+        )
     dataset_name = str(options.get("dataset", "synthetic-train"))
     registry = Registry(get_plugin_manager(entry_points=False))
     entry = registry.get("dataset", dataset_name)

@@ -667,3 +667,82 @@ def test_shipped_ddpm_ranks_the_embedded_benchmark_and_reproduces_the_recorded_r
     np.testing.assert_allclose(quality[list(golden)], list(golden.values()), atol=2e-4)
     severity = np.array([m["severity"] for m in batch.metadata])
     assert spearmanr(quality, -severity)[0] >= 0.35
+
+
+# -- training on a folder of face crops, streaming (pool_copies=0) --------------------------------
+
+
+def _image_folder(root: Path, count: int = 10, size: int = 40) -> Path:
+    from PIL import Image
+
+    rng = np.random.default_rng(5)
+    for i in range(count):
+        sub = root / f"person{i % 3}"  # nested folders, as in CelebA-style layouts
+        sub.mkdir(parents=True, exist_ok=True)
+        suffix = ".png" if i % 2 else ".jpg"
+        Image.fromarray((rng.random((size, size, 3)) * 255).astype(np.uint8)).save(sub / f"{i:03d}{suffix}")
+    (root / "notes.txt").write_text("not an image")
+    return root
+
+
+def _folder_train(folder: Path, out: Path, steps: int, **extra: object) -> Path:
+    from fiqabench_plugins.diffiqa.train import train
+
+    options = {"images": str(folder), "unet_config": "embedded", "steps": steps, "batch_size": 4,
+               "pool_copies": 0, "checkpoint_every": 2, "seed": 3, "max_images": 0, **extra}
+    return train(options=options, device="cpu", output=out)
+
+
+def test_folder_source_reads_resizes_and_digests(tmp_path: Path) -> None:
+    from fiqabench_plugins.diffiqa.folder import FolderSource, epoch_permutation
+
+    source = FolderSource(_image_folder(tmp_path / "faces"), 32)
+    assert len(source) == 10 and all(p.suffix in (".png", ".jpg") for p in source.files)
+    assert source[0].shape == (32, 32, 3) and source[0].dtype == np.uint8
+    digest = source.digest()
+    (source.files[0]).write_bytes(source.files[1].read_bytes())  # content (size) changes
+    assert FolderSource(tmp_path / "faces", 32).digest() != digest
+    assert torch.equal(epoch_permutation(10, 3, 1), epoch_permutation(10, 3, 1))
+    assert not torch.equal(epoch_permutation(10, 3, 1), epoch_permutation(10, 3, 2))
+
+
+def test_streaming_training_is_independent_of_workers_and_resumes_exactly(tmp_path: Path) -> None:
+    folder = _image_folder(tmp_path / "faces")
+    # 4 steps of 4 over 10 images: batches span epochs, each epoch degrades afresh
+    straight = load_weights(_folder_train(folder, tmp_path / "a" / "w.safetensors", 4))
+    with_workers = load_weights(_folder_train(folder, tmp_path / "w" / "w.safetensors", 4, workers=2))
+    _folder_train(folder, tmp_path / "r" / "w.safetensors", 2)
+    resumed = load_weights(_folder_train(folder, tmp_path / "r" / "w.safetensors", 4))
+    for key, value in straight.state_dict().items():
+        assert torch.equal(value, with_workers.state_dict()[key]), key
+        assert torch.equal(value, resumed.state_dict()[key]), key
+    from fiqabench_plugins.diffiqa.checkpoint import read_metadata
+
+    meta = read_metadata(tmp_path / "a" / "w.safetensors")
+    assert meta["dataset_digest"].startswith("folder:") and meta["images"] == "10" and meta["epochs"] == "1"
+
+
+def test_streaming_degrades_afresh_each_epoch() -> None:
+    from fiqabench_plugins.diffiqa.folder import ArraySource, StreamingPairs
+
+    images = (np.random.default_rng(0).random((3, 32, 32, 3)) * 255).astype(np.uint8)
+    pairs = StreamingPairs(ArraySource(images), seed=1, work_size=64)
+    clean0, lq0 = pairs[(0, 2)]
+    clean1, lq1 = pairs[(1, 2)]
+    assert np.array_equal(clean0, images[2]) and np.array_equal(clean1, images[2])
+    assert not np.array_equal(lq0, lq1)
+    assert np.array_equal(pairs[(0, 2)][1], lq0)  # a pure function of (seed, epoch, image)
+
+
+def test_folder_training_errors_name_the_folder_or_file(tmp_path: Path) -> None:
+    with pytest.raises(MissingArtifactError, match="missing-folder"):
+        _folder_train(tmp_path / "missing-folder", tmp_path / "w.safetensors", 1)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ConfigError, match="no images"):
+        _folder_train(tmp_path / "empty", tmp_path / "w.safetensors", 1)
+    folder = _image_folder(tmp_path / "faces", count=4)
+    broken = folder / "person0" / "broken.png"
+    broken.write_bytes(b"not a png")
+    for workers in (0, 2):
+        with pytest.raises(InputFormatError, match="broken.png: cannot read the image"):
+            _folder_train(folder, tmp_path / f"b{workers}" / "w.safetensors", 3, workers=workers)
