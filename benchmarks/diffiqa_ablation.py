@@ -4,7 +4,7 @@ Usage::
 
     .venv/bin/python benchmarks/diffiqa_ablation.py [--variants default,no-flip,...] [--seeds 1,2]
                                                     [--cache-dir DIR] [--threads N]
-    .venv/bin/python benchmarks/diffiqa_ablation.py --per-type RUN_DIR   # only the breakdown below
+    .venv/bin/python benchmarks/diffiqa_ablation.py --analyse DIR   # runs kept earlier with --keep DIR
 
 Every variant is one ``fiqabench run --datasets synthetic`` through the CLI, so the figures are
 exactly what a user gets; all runs share one cache directory, so the embeddings and comparison
@@ -16,10 +16,12 @@ spread that comes from DifFIQA's own noise draws (the benchmark itself stays fix
 Paper Table 4 ablates "w/o flip", "w/o forward pass" (``forward_term=false``, our reading) and
 the perturbation strength ``t = 20``; the other rows are our additions (``n``, sampler, EMA).
 
-After the table it prints, for the default variant, Spearman's rank correlation between the
+After the table it prints, for the first variant, Spearman's rank correlation between the
 quality and minus the recorded severity per degradation type of the synthetic world (over the
-images of that type; clean images have severity 0 and are left out), next to the ``oracle``'s
-(1 by construction) and ``random``'s.
+images of that type; clean images have severity 0 and are left out), next to ``random``'s; then
+every variant's pAUC@0.3 and its difference to the first variant with 95 % intervals from a
+paired cluster bootstrap over identities (``--bootstrap``), which says which Table 4 differences
+the benchmark's 100 identities can resolve.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import numpy as np
 
 VARIANTS: dict[str, tuple[str, ...]] = {
     "default": (),
@@ -91,36 +95,114 @@ def per_type_table(run_dir: Path) -> str:
     return "\n".join(lines)
 
 
+def load_qualities(run_dir: Path, method: str, ids: tuple[str, ...]) -> np.ndarray:
+    import pandas as pd
+
+    frame = pd.read_csv(run_dir / "qualities.csv")
+    frame = frame[(frame["dataset"] == "synthetic") & (frame["method"] == method)].set_index("sample")
+    return frame["quality"].reindex(list(ids)).to_numpy(dtype=float)
+
+
+def identity_bootstrap(variants: dict[str, tuple[Path, str]], reference: str, replicates: int) -> str:
+    """pAUC@0.3 of every variant and its difference to ``reference``, with 95 % percentile
+    intervals from a cluster bootstrap over the benchmark's identities: each replicate draws the
+    100 identities with replacement and keeps their mated comparisons; the threshold stays the
+    one fixed from all non-mated comparisons (the protocol's), and all variants see the same
+    draws, so the differences are paired."""
+    from fiqabench.metrics.comparisons import cosine_scores
+    from fiqabench.metrics.edc import edc, fmr_threshold, pair_quality, pauc
+    from fiqabench_plugins.synthetic.dataset import build
+    from fiqabench_plugins.synthetic.model import build as build_fr
+
+    data = build("synthetic", {})
+    table, comps = data.samples(), data.comparisons()
+    embeddings = build_fr(options={}).embed(data.read_images(list(range(len(table)))))
+    scores = cosine_scores(embeddings, comps.a, comps.b)
+    mated = np.asarray(comps.mated, dtype=bool)
+    threshold = fmr_threshold(scores[~mated], 1e-3)
+    a, b, s = np.asarray(comps.a)[mated], np.asarray(comps.b)[mated], scores[mated]
+    _, group_of_pair = np.unique(np.asarray(table.subjects)[a], return_inverse=True)
+    groups = [np.flatnonzero(group_of_pair == g) for g in range(group_of_pair.max() + 1)]
+    qualities = {label: load_qualities(run_dir, method, table.ids) for label, (run_dir, method) in variants.items()}
+
+    def pauc_03(label: str, pairs: np.ndarray) -> float:
+        q = qualities[label]
+        curve = edc(mated_scores=s[pairs], mated_pair_quality=pair_quality(q[a[pairs]], q[b[pairs]]), threshold=threshold)
+        return pauc(curve, 0.3)
+
+    everything = np.arange(len(s))
+    point = {label: pauc_03(label, everything) for label in variants}
+    rng = np.random.default_rng(0)
+    values: dict[str, list[float]] = {label: [] for label in variants}
+    diffs: dict[str, list[float]] = {label: [] for label in variants}
+    for _ in range(replicates):
+        pairs = np.concatenate([groups[g] for g in rng.integers(0, len(groups), len(groups))])
+        ref = pauc_03(reference, pairs)
+        for label in variants:
+            value = ref if label == reference else pauc_03(label, pairs)
+            values[label].append(value)
+            diffs[label].append(value - ref)
+    lines = [f"| variant | pAUC@0.3 (95 % CI) | minus {reference} (95 % CI) | replicates worse than {reference} |",
+             "|---|---|---|---|"]
+    for label in variants:
+        lo, hi = np.percentile(values[label], [2.5, 97.5])
+        dlo, dhi = np.percentile(diffs[label], [2.5, 97.5])
+        worse = float(np.mean(np.asarray(diffs[label]) > 0))
+        diff_text = "-" if label == reference else f"{point[label] - point[reference]:+.3f} ({dlo:+.3f}, {dhi:+.3f})"
+        worse_text = "-" if label == reference else f"{100 * worse:.1f} %"
+        lines.append(f"| {label} | {point[label]:.3f} ({lo:.3f}, {hi:.3f}) | {diff_text} | {worse_text} |")
+    return "\n".join(lines)
+
+
+def analyse(root: Path, names: list[str], seeds: list[int], replicates: int) -> None:
+    """The per-type breakdown and the identity bootstrap of the runs under ``root``."""
+    first = names[0]
+    print(f"\nSpearman(quality, -severity) per degradation type, variant {first}:\n{per_type_table(root / first)}")
+    if replicates <= 0:
+        return
+    variants: dict[str, tuple[Path, str]] = {"oracle": (root / first, "oracle")}
+    variants.update({name: (root / name, "diffiqa") for name in names})
+    variants.update({f"run seed {seed}": (root / f"seed{seed}", "diffiqa") for seed in seeds})
+    variants["random"] = (root / first, "random")
+    print(f"\nIdentity bootstrap ({replicates} replicates, paired, threshold fixed):")
+    print(identity_bootstrap(variants, first, replicates))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--variants", default=",".join(VARIANTS), help=f"subset of {', '.join(VARIANTS)}")
     parser.add_argument("--seeds", default="", help="extra run seeds for the default variant, e.g. 1,2")
     parser.add_argument("--cache-dir", type=Path, help="reuse this cache (default: a temporary one)")
     parser.add_argument("--threads", type=int, default=0, help="diffiqa num_threads (0: torch's default)")
-    parser.add_argument("--per-type", type=Path, metavar="RUN_DIR",
-                        help="only print the per-degradation breakdown of an existing run directory")
+    parser.add_argument("--keep", type=Path, metavar="DIR", help="write the run directories here (DIR/<variant>)")
+    parser.add_argument("--bootstrap", type=int, default=1000, help="identity-bootstrap replicates (0: none)")
+    parser.add_argument("--analyse", type=Path, metavar="DIR",
+                        help="no runs: analyse DIR/<variant> and DIR/seed<N> written earlier with --keep")
     options = parser.parse_args()
-    if options.per_type:
-        print(per_type_table(options.per_type))
-        return
     names = [name for name in options.variants.split(",") if name]
     unknown = sorted(set(names) - set(VARIANTS))
     if unknown:
         parser.error(f"unknown variants {unknown}; known: {', '.join(VARIANTS)}")
     seeds = [int(s) for s in options.seeds.split(",") if s]
+    if options.analyse:
+        missing = [str(options.analyse / d) for d in [*names, *(f"seed{s}" for s in seeds)]
+                   if not (options.analyse / d / "qualities.csv").is_file()]
+        if missing:
+            parser.error(f"no qualities.csv in {', '.join(missing)}")
+        analyse(options.analyse, names, seeds, options.bootstrap)
+        return
 
     lines = ["| variant | pAUC@0.2 | pAUC@0.3 | ms/img (median) | wall s |", "|---|---|---|---|---|"]
     with tempfile.TemporaryDirectory() as tmp:
+        root = options.keep or Path(tmp)
         cache = options.cache_dir or Path(tmp) / "cache"
         brackets: list[dict] = []
-        breakdown = ""
         for index, name in enumerate(names):
             methods = "diffiqa,oracle,random" if index == 0 else "diffiqa"
-            doc = run_variant(VARIANTS[name], 0, methods, Path(tmp) / name, cache, options.threads)
+            doc = run_variant(VARIANTS[name], 0, methods, root / name, cache, options.threads)
             rows = {row["method"]: row for row in doc["results"]}
             if index == 0:
                 brackets = [rows["oracle"], rows["random"]]
-                breakdown = per_type_table(Path(tmp) / name)
                 env = doc["environment"]
                 header = (f"host {env['host']}, {env['cpu_count']} CPUs, torch {env['torch']}; "
                           f"FNMR(0) = {rows['diffiqa']['fnmr_at_zero']:.4f} at FMR {rows['diffiqa']['fmr']:g}")
@@ -129,16 +211,15 @@ def main() -> None:
             lines.append(row_text(label, rows["diffiqa"], doc["wall_s"]))
             print(lines[-1], flush=True)
         for seed in seeds:
-            doc = run_variant((), seed, "diffiqa", Path(tmp) / f"seed{seed}", cache, options.threads)
+            doc = run_variant((), seed, "diffiqa", root / f"seed{seed}", cache, options.threads)
             lines.append(row_text(f"default, run seed {seed}", doc["results"][0], doc["wall_s"]))
             print(lines[-1], flush=True)
         for row in brackets:
             lines.append(row_text(row["method"], row, None))
-    print("\n" + "\n".join(lines))
-    if breakdown:
-        print(f"\nSpearman(quality, -severity) per degradation type, variant {names[0]}:\n{breakdown}")
-    print("\nwall s: the whole CLI run (cold quality cache for the variant; the first run also embeds"
-          " and scores the benchmark and runs the brackets).")
+        print("\n" + "\n".join(lines))
+        print("\nwall s: the whole CLI run (cold quality cache for the variant; the first run also embeds"
+              " and scores the benchmark and runs the brackets).")
+        analyse(root, names, seeds, options.bootstrap)
 
 
 if __name__ == "__main__":
