@@ -122,7 +122,9 @@ class FaceRecognitionModel(Protocol):
     input_space: InputSpace
     embedding_size: int
     capabilities: FRCapabilities
-    #: A digest of the weights, part of every cache key that depends on this model.
+    #: A digest of the weights, recorded with the model. Cache keys see the weights through the
+    #: options declared ``is_path=True`` (the file's sha256, computed before anything is built),
+    #: so declare every weight-file option that way.
     weights_digest: str
 
     @property

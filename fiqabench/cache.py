@@ -64,11 +64,19 @@ def cache_key(payload: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical_json(payload).encode()).hexdigest()[:16]
 
 
+def _file_mode() -> int:
+    """The mode ``open()`` would give a new file (mkstemp's 0600 would hide results from others)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` via a temporary file in the same directory and a rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, _file_mode())
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
@@ -85,6 +93,14 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 def _safe_name(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-._@" else "_" for c in name)
+
+
+def dataset_matches(entry_dataset: str, wanted: str | None) -> bool:
+    """``wanted`` is ``NAME@VERSION`` or a bare ``NAME`` (every version); None matches all."""
+    if wanted is None:
+        return True
+    safe = _safe_name(wanted)
+    return entry_dataset == safe or ("@" not in safe and entry_dataset.startswith(safe + "@"))
 
 
 @dataclass(frozen=True)
@@ -178,14 +194,16 @@ class Cache:
                     for key_dir in sorted(p for p in component_dir.iterdir() if p.is_dir()):
                         yield kind, dataset_dir.name, component_dir.name, CacheEntry(key_dir)
 
-    def info(self) -> list[dict[str, Any]]:
+    def info(self, *, dataset: str | None = None) -> list[dict[str, Any]]:
         rows = []
-        for kind, dataset, component, entry in self.iter_entries():
+        for kind, dataset_dir, component, entry in self.iter_entries():
+            if not dataset_matches(dataset_dir, dataset):
+                continue
             size = sum(f.stat().st_size for f in entry.path.iterdir() if f.is_file())
             rows.append(
                 {
                     "kind": kind,
-                    "dataset": dataset,
+                    "dataset": dataset_dir,
                     "component": component,
                     "key": entry.path.name,
                     "complete": entry.is_complete(),
@@ -198,7 +216,7 @@ class Cache:
         """Delete entries (all, or those of one dataset and/or kind); returns how many."""
         removed = 0
         for entry_kind, entry_dataset, _, entry in list(self.iter_entries()):
-            if dataset is not None and entry_dataset != _safe_name(dataset):
+            if not dataset_matches(entry_dataset, dataset):
                 continue
             if kind is not None and entry_kind != kind:
                 continue

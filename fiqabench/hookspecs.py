@@ -52,7 +52,7 @@ def fiqabench_register_fr_models(register: RegisterCallback) -> None:
         register("arcface-r100", "fiqabench_plugins.fr_models.onnx:build_arcface",
                  version="1", summary="ArcFace iResNet100 from an ONNX file",
                  domain="aligned-112-face",
-                 options={"weights": Option(None, "path to the .onnx file")})
+                 options={"weights": Option(None, "path to the .onnx file", is_path=True)})
     """
 
 

@@ -84,7 +84,15 @@ _DIGESTS: dict[tuple[str, int, int], str] = {}
 
 
 def _path_digest(path: str) -> str:
+    """sha256 of a file's bytes; for a folder, of its files' relative paths, sizes and modification
+    times (reading every byte of a dataset folder would take minutes)."""
     p = Path(path)
+    if p.is_dir():
+        listing = hashlib.sha256()
+        for child in sorted(q for q in p.rglob("*") if q.is_file()):
+            stat = child.stat()
+            listing.update(f"{child.relative_to(p).as_posix()}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
+        return "folder:" + listing.hexdigest()
     if not p.is_file():
         return f"missing:{path}"
     stat = p.stat()

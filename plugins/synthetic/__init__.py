@@ -24,20 +24,25 @@ def _optional_int(text: str) -> int | None:
     return None if text.strip().lower() in {"", "none", "default"} else int(text)
 
 
-def _optional_float(text: str) -> float | None:
-    return None if text.strip().lower() in {"", "none", "default"} else float(text)
+#: Each split's shape (``dataset.SPLITS``, which imports numpy; a test keeps the two equal). The
+#: defaults are real values, not None, so that passing a default explicitly keeps the cache keys.
+SPLIT_DEFAULTS: dict[str, dict[str, Any]] = {
+    "synthetic": {"identities": 100, "images_per_identity": 10, "non_mated": 100_000,
+                  "degraded_fraction": 0.5, "max_severity": 1.0, "seed": 0},
+    "synthetic-train": {"identities": 2000, "images_per_identity": 12, "non_mated": 100_000,
+                        "degraded_fraction": 0.0, "max_severity": 1.0, "seed": 0},
+}
 
 
-def _dataset_options(split_default: str) -> dict[str, Option]:
+def _dataset_options(split: str) -> dict[str, Option]:
+    d = SPLIT_DEFAULTS[split]
     return {
-        "identities": Option(None, f"number of identities (default: {split_default})", _optional_int),
-        "images_per_identity": Option(None, "images per identity (default: 10 test, 12 train)", _optional_int),
-        "non_mated": Option(None, "number of sampled non-mated comparisons (default: 100000)", _optional_int),
-        "degraded_fraction": Option(
-            None, "share of each identity's images that are degraded (default: 0.5 test, 0 train)", _optional_float
-        ),
-        "max_severity": Option(None, "severities are drawn from U(0, max_severity] (default: 1)", _optional_float),
-        "seed": Option(None, "world seed offset: another seed is another world (default: 0)", _optional_int),
+        "identities": Option(d["identities"], "number of identities", int),
+        "images_per_identity": Option(d["images_per_identity"], "images per identity", int),
+        "non_mated": Option(d["non_mated"], "number of sampled non-mated comparisons", int),
+        "degraded_fraction": Option(d["degraded_fraction"], "share of each identity's images that are degraded", float),
+        "max_severity": Option(d["max_severity"], "severities are drawn from U(0, max_severity]", float),
+        "seed": Option(d["seed"], "world seed offset: another seed is another world", int),
     }
 
 
@@ -60,7 +65,7 @@ def fiqabench_register_datasets(register: Callable[..., None]) -> None:
         default=True,
         display_name="Synthetic",
         reference=_PILOT,
-        options=_dataset_options("100"),
+        options=_dataset_options("synthetic"),
     )
     register(
         "synthetic-train",
@@ -71,7 +76,7 @@ def fiqabench_register_datasets(register: Callable[..., None]) -> None:
         default_fr_model="synthetic-arcface",
         display_name="Synthetic-train",
         reference=_PILOT,
-        options=_dataset_options("2000"),
+        options=_dataset_options("synthetic-train"),
     )
 
 

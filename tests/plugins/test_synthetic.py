@@ -54,6 +54,24 @@ def test_components_are_registered() -> None:
     assert reg.get("trainer", "synthetic-fr").options["batch_size"].default == 256
 
 
+def test_registered_defaults_are_the_splits_and_an_explicit_default_keeps_the_cache_key() -> None:
+    from fiqabench.plugins import get_plugin_manager
+    from fiqabench.registry import Registry
+    from fiqabench.runner import _resolve, cache_key
+    from fiqabench_plugins.synthetic import SPLIT_DEFAULTS
+
+    for split, defaults in SPLIT_DEFAULTS.items():
+        spec = ds_mod.SPLITS[split]
+        assert defaults == {key: getattr(spec, key) for key in defaults}, split
+    reg = Registry(get_plugin_manager(entry_points=False, builtins=("fiqabench_plugins.synthetic",)))
+    implicit = _resolve(reg, "dataset", "synthetic", {})
+    explicit = _resolve(reg, "dataset", "synthetic", {"seed": "0", "identities": "100"})
+    assert cache_key(implicit.fingerprint()) == cache_key(explicit.fingerprint())
+    assert cache_key(_resolve(reg, "dataset", "synthetic", {"seed": "1"}).fingerprint()) != cache_key(
+        implicit.fingerprint()
+    )
+
+
 # -- renderer ----------------------------------------------------------------------------------
 
 
