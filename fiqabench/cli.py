@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from datetime import datetime, timezone
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from fiqabench import __version__
-from fiqabench.errors import ConfigError, FiqabenchError
+from fiqabench.errors import ConfigError, FiqabenchError, InputFormatError
 
 log = logging.getLogger("fiqabench")
 
@@ -105,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common(ca, suppress=True)
     ca.add_argument("action", choices=("info", "clear"))
     ca.add_argument("--cache-dir", metavar="DIR")
-    ca.add_argument("--dataset", help="only entries of this dataset")
+    ca.add_argument("--dataset", help="only entries of this dataset (NAME or NAME@VERSION)")
 
     tr = sub.add_parser("train", help="train a model (e.g. the embedded FR model, the DifFIQA DDPM)")
     _common(tr, suppress=True)
@@ -146,6 +147,19 @@ def _default_output() -> Path:
     return Path("fiqabench-results") / datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
 
 
+def _output_dir(path: Path) -> Path:
+    """Create the output folder before any computation, so that a bad ``--output`` fails at once."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise ConfigError(f"--output {path}: exists and is not a folder") from None
+    except OSError as exc:
+        raise ConfigError(f"--output {path}: cannot create the folder ({exc.strerror})") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ConfigError(f"--output {path}: the folder is not writable")
+    return path
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from fiqabench.config import load_toml, merge, parse_component_options, parse_floats, split_names
     from fiqabench.runner import Runner, build_plan, write_outputs
@@ -176,7 +190,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         registry.get("format", name)
     plan = build_plan(registry, config)
     _check_device(config.device)
-    out_dir = Path(config.output) if config.output else _default_output()
+    out_dir = _output_dir(Path(config.output) if config.output else _default_output())
     runner = Runner(registry, config, progress=_progress_factory(args.quiet))
     result = runner.run(plan)
     written = write_outputs(registry, result, out_dir, config.formats)
@@ -223,6 +237,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     formats = split_names(args.formats)
     for name in formats or ():
         registry.get("format", name)
+    out_dir = _output_dir(Path(args.output) if args.output else _default_output())
     document = evaluate_files(
         comparisons=Path(args.comparisons),
         qualities=Path(args.qualities),
@@ -232,7 +247,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         lower_is_better=split_names(args.lower_is_better) or [],
         on_failure=args.on_failure,
     )
-    out_dir = Path(args.output) if args.output else _default_output()
     written = write_outputs(registry, {"document": document, "qualities": None}, out_dir, formats)
     _print_summary(document, out_dir, len(written), args.quiet)
     return 0
@@ -308,12 +322,19 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     document = load_results(args.run_dir)
     run_dir = Path(args.run_dir)
-    out_dir = Path(args.output) if args.output else (run_dir if run_dir.is_dir() else run_dir.parent)
+    source = run_dir / "results.json" if run_dir.is_dir() else run_dir
+    out_dir = _output_dir(Path(args.output) if args.output else (run_dir if run_dir.is_dir() else run_dir.parent))
     registry = _registry(args)
     formats = args.format
     for name in formats or ():
         registry.get("format", name)
-    written = write_reports(registry, document, out_dir, formats)
+    try:
+        written = write_reports(registry, document, out_dir, formats)
+    except InputFormatError as exc:
+        if exc.path != "results.json":
+            raise
+        # the writers check the document without knowing its file: name the file the user gave
+        raise InputFormatError(source, exc.line, exc.field, exc.message) from exc
     for path in written:
         print(path)
     return 0
@@ -323,8 +344,15 @@ def cmd_cache(args: argparse.Namespace) -> int:
     from fiqabench.cache import Cache, resolve_cache_root
 
     cache = Cache(resolve_cache_root(args.cache_dir))
+    if args.dataset is not None and not cache.info(dataset=args.dataset):
+        present = sorted({row["dataset"] for row in cache.info()})
+        if present:  # a name that matches nothing is a typo, not an empty result
+            raise ConfigError(
+                f"--dataset {args.dataset}: no cache entries; the cache holds {', '.join(present)}"
+                " (NAME matches every version, NAME@VERSION one)"
+            )
     if args.action == "info":
-        rows = cache.info()
+        rows = cache.info(dataset=args.dataset)
         total = sum(r["bytes"] for r in rows)
         print(f"cache root: {cache.root}")
         for r in rows:
@@ -338,8 +366,9 @@ def cmd_cache(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from fiqabench.config import load_toml_table
+    from fiqabench.config import check_device_name, load_toml_table
 
+    check_device_name(args.device)
     registry = _registry(args)
     entry = registry.get("trainer", args.name)
     given: dict[str, Any] = dict(load_toml_table(args.config)) if args.config else {}
@@ -351,6 +380,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.dataset:
         given["dataset"] = args.dataset
     options = entry.resolve_options(given)
+    _check_device(args.device)
     train = entry.load()
     # Trainers count their own units (steps, images): the bar says "it".
     progress = None if args.quiet else _progress_factory(False, unit="it")

@@ -15,7 +15,7 @@ Flags win over the file. The TOML keys are the flag names with underscores::
 
 from __future__ import annotations
 
-import tomllib
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -23,7 +23,18 @@ from typing import Any
 
 from fiqabench.errors import ConfigError, InputFormatError
 
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: the same parser, from PyPI
+    import tomli as tomllib  # type: ignore[no-redef]
+
 ON_FAILURE = ("error", "lowest")
+
+
+def check_device_name(device: str) -> None:
+    """``cpu``, ``cuda``, ``cuda:N`` or ``mps`` (whether it exists is checked where torch is loaded)."""
+    if not re.fullmatch(r"cpu|mps|cuda(:\d+)?", str(device)):
+        raise ConfigError(f"--device must be cpu, cuda, cuda:N or mps, got {device!r}")
 
 
 @dataclass
@@ -49,6 +60,11 @@ class RunConfig:
     fr_options: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def validate(self) -> None:
+        for flag, names in (("--methods", self.methods), ("--datasets", self.datasets),
+                            ("--fr-models", self.fr_models), ("--formats", self.formats)):
+            repeated = sorted({name for name in names or () if list(names or ()).count(name) > 1})
+            if repeated:
+                raise ConfigError(f"{flag}: {', '.join(repeated)} given more than once")
         if not 0.0 < float(self.fmr) < 1.0:
             raise ConfigError(f"--fmr must be in (0, 1), got {self.fmr}")
         if not self.discard_limits:
@@ -62,8 +78,7 @@ class RunConfig:
             raise ConfigError(f"--on-failure must be one of {', '.join(ON_FAILURE)}, got {self.on_failure!r}")
         if self.template_quality not in (None, "min", "mean"):
             raise ConfigError(f"--template-quality must be min or mean, got {self.template_quality!r}")
-        if not (self.device == "cpu" or self.device.startswith("cuda") or self.device == "mps"):
-            raise ConfigError(f"--device must be cpu, cuda, cuda:N or mps, got {self.device!r}")
+        check_device_name(self.device)
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -106,18 +121,65 @@ def parse_component_options(values: Sequence[str] | None, flag: str) -> dict[str
     return options
 
 
-def load_toml(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
+#: The TOML type each run setting must have (checked before anything else sees the values).
+_TOML_TYPES: dict[str, str] = {
+    "methods": "names", "datasets": "names", "fr_models": "names", "formats": "names",
+    "output": "str", "cache_dir": "str", "device": "str", "on_failure": "str", "template_quality": "str",
+    "fmr": "number", "discard_limits": "numbers", "batch_size": "int", "seed": "int",
+    "allow_domain_mismatch": "bool",
+    "method_options": "options", "dataset_options": "options", "fr_options": "options",
+}
+
+_TYPE_WORDS = {
+    "names": 'a list of names, e.g. ["a", "b"]', "str": "a string", "number": "a number",
+    "numbers": "a list of numbers, e.g. [0.2, 0.3]", "int": "an integer", "bool": "true or false",
+    "options": "tables of options, e.g. [method_options.diffiqa] with n = 10",
+}
+
+
+def _has_type(value: Any, kind: str) -> bool:
+    def number(x: Any) -> bool:
+        return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+    if kind == "names":
+        return isinstance(value, list) and all(isinstance(x, str) and x.strip() for x in value)
+    if kind == "str":
+        return isinstance(value, str)
+    if kind == "number":
+        return number(value)
+    if kind == "numbers":
+        return isinstance(value, list) and all(number(x) for x in value)
+    if kind == "int":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind == "bool":
+        return isinstance(value, bool)
+    return isinstance(value, dict) and all(
+        isinstance(opts, dict) and all(isinstance(v, (str, int, float, bool)) for v in opts.values())
+        for opts in value.values()
+    )
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
     try:
-        data = tomllib.loads(path.read_text())
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"--config {path}: no such file") from None
     except tomllib.TOMLDecodeError as exc:
         raise InputFormatError(path, None, None, f"invalid TOML: {exc}") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputFormatError(path, None, None, f"cannot read: {exc}") from exc
+
+
+def load_toml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    data = _read_toml(path)
     known = {f.name for f in fields(RunConfig)}
-    for key in data:
+    for key, value in data.items():
         if key not in known:
             raise InputFormatError(path, None, key, f"unknown setting; known: {', '.join(sorted(known))}")
+        kind = _TOML_TYPES[key]
+        if not _has_type(value, kind):
+            raise InputFormatError(path, None, key, f"expected {_TYPE_WORDS[kind]}, got {value!r}")
     return data
 
 
@@ -141,10 +203,4 @@ def merge(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> RunConfig:
 
 def load_toml_table(path: str | Path) -> dict[str, Any]:
     """A TOML file as a plain table (trainer options)."""
-    path = Path(path)
-    try:
-        return tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"--config {path}: no such file") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise InputFormatError(path, None, None, f"invalid TOML: {exc}") from exc
+    return _read_toml(Path(path))

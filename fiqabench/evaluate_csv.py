@@ -8,10 +8,11 @@ FIQA method. Produces the same ``results.json`` rows as ``fiqabench run``.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import math
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,17 +30,52 @@ from fiqabench.results import make_document
 DEFAULT_NAME = "custom"
 
 
+def _decoded_lines(path: Path, handle: Any) -> Iterator[str]:
+    """UTF-8 lines of a binary file, decoded one by one so that a bad byte names its line; a
+    leading byte-order mark (spreadsheet programs write one) is dropped."""
+    for number, raw in enumerate(handle, start=1):
+        if number == 1 and raw.startswith(codecs.BOM_UTF8):
+            raw = raw[len(codecs.BOM_UTF8):]
+        try:
+            yield raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InputFormatError(
+                path, number, None, f"not UTF-8 text (byte 0x{raw[exc.start]:02x} at column {exc.start + 1})"
+            ) from exc
+
+
 def _reader(path: Path) -> tuple[csv.DictReader, Any]:
     try:
-        handle = open(path, newline="")
+        handle = open(path, "rb")
     except OSError as exc:
         raise InputFormatError(path, None, None, f"cannot open: {exc.strerror}") from exc
-    reader = csv.DictReader(handle)
-    if reader.fieldnames is None:
+    reader = csv.DictReader(_decoded_lines(path, handle))
+    try:
+        fieldnames = reader.fieldnames
+    except csv.Error as exc:
+        handle.close()
+        raise InputFormatError(path, 1, None, f"unreadable header: {exc}") from exc
+    except InputFormatError:
+        handle.close()
+        raise
+    if fieldnames is None:
         handle.close()
         raise InputFormatError(path, 1, None, "empty file: expected a header row")
     reader.fieldnames = [name.strip() for name in reader.fieldnames]
     return reader, handle
+
+
+def _rows(path: Path, reader: csv.DictReader) -> Iterator[tuple[int, dict[str, str]]]:
+    """``(line, row)`` pairs; malformed CSV names the line (undecodable bytes do, in
+    :func:`_decoded_lines`)."""
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            raise InputFormatError(path, reader.line_num, None, f"malformed CSV: {exc}") from exc
+        yield reader.line_num, row
 
 
 def _require_columns(path: Path, reader: csv.DictReader, columns: Sequence[str]) -> None:
@@ -73,8 +109,7 @@ def read_qualities(path: Path) -> tuple[list[str], dict[tuple[str, str], dict[st
         if not methods:
             raise InputFormatError(path, 1, None, "no method columns: add one column of scores per FIQA method")
         table: dict[tuple[str, str], dict[str, float]] = {}
-        for row in reader:
-            line = reader.line_num
+        for line, row in _rows(path, reader):
             sample = (row.get("sample") or "").strip()
             if not sample:
                 raise InputFormatError(path, line, "sample", "empty sample id")
@@ -97,8 +132,7 @@ def read_comparisons(path: Path, distance: bool) -> dict[tuple[str, str], dict[s
     )
     with handle:
         _require_columns(path, reader, ["a", "b", "score", "mated"])
-        for row in reader:
-            line = reader.line_num
+        for line, row in _rows(path, reader):
             mated_text = (row.get("mated") or "").strip().lower()
             if mated_text in ("1", "true", "yes"):
                 mated = True

@@ -123,9 +123,11 @@ def load_results(path: str | os.PathLike[str]) -> dict[str, Any]:
     if not path.is_file():
         raise InputFormatError(path, None, None, "no such file; pass a run directory or its results.json")
     try:
-        document = json.loads(path.read_text())
+        document = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise InputFormatError(path, exc.lineno, None, f"invalid JSON: {exc.msg}") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputFormatError(path, None, None, f"cannot read: {exc}") from exc
     if not isinstance(document, dict):
         raise InputFormatError(path, None, None, "expected a JSON object")
     version = document.get("schema_version")

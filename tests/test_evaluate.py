@@ -98,6 +98,21 @@ def test_dataset_and_fr_model_columns_group_rows(tmp_path: Path) -> None:
     assert {(r["dataset"], r["fr_model"]) for r in doc["results"]} == {("lfw", "arc"), ("lfw", "ada")}
 
 
+def test_byte_order_mark_and_undecodable_bytes(tmp_path: Path) -> None:
+    comparisons, qualities, _ = _write_inputs(tmp_path)
+    # a spreadsheet's UTF-8 byte-order mark is read as such, not as part of the first column name
+    comparisons.write_bytes(b"\xef\xbb\xbf" + comparisons.read_bytes())
+    result = run_cli("evaluate", "--comparisons", str(comparisons), "--qualities", str(qualities),
+                     "--output", str(tmp_path / "out"), "--formats", "csv")
+    assert result.returncode == 0, result.stderr
+    lines = qualities.read_bytes().splitlines(keepends=True)
+    qualities.write_bytes(b"".join(lines[:5]) + b"s5,0.5\xff,1,2\n" + b"".join(lines[6:]))
+    result = run_cli("evaluate", "--comparisons", str(comparisons), "--qualities", str(qualities),
+                     "--output", str(tmp_path / "out2"))
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert "Q.csv:6" in result.stderr and "not UTF-8 text (byte 0xff at column 7)" in result.stderr
+
+
 @pytest.mark.parametrize(
     ("comparisons", "qualities", "fragments"),
     [
