@@ -228,11 +228,12 @@ def _print_summary(document: dict[str, Any], out_dir: Path, n_files: int, quiet:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from fiqabench.config import parse_floats, split_names
+    from fiqabench.config import RunConfig, parse_floats, split_names
     from fiqabench.evaluate_csv import evaluate_files
     from fiqabench.runner import write_outputs
 
     limits = parse_floats(args.discard_limits, "--discard-limits")
+    RunConfig(fmr=args.fmr, discard_limits=limits).validate()  # the same checks as `run`
     registry = _registry(args)
     formats = split_names(args.formats)
     for name in formats or ():

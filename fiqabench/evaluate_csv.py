@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from fiqabench.errors import InputFormatError
+from fiqabench.errors import InputFormatError, MetricInputError
 from fiqabench.evaluation import (
     ProtocolScores,
     apply_failure_policy,
@@ -199,7 +199,10 @@ def evaluate_files(
         if not mated.any() or mated.all():
             kind = "mated" if not mated.any() else "non-mated"
             raise InputFormatError(comparisons, None, "mated", f"dataset {dataset!r} has no {kind} comparisons")
-        protocol = ProtocolScores.from_comparisons(a, b, mated, scores, fmr)
+        try:
+            protocol = ProtocolScores.from_comparisons(a, b, mated, scores, fmr)
+        except MetricInputError as exc:  # e.g. too few non-mated comparisons for this FMR
+            raise InputFormatError(comparisons, None, None, f"dataset {dataset!r}, FR model {fr_model!r}: {exc}") from exc
         protocols.append({"dataset": dataset, "fr_model": fr_model, "fmr": fmr, "threshold": protocol.threshold,
                           "n_mated": int(mated.sum()), "n_non_mated": protocol.n_non_mated})
         for method in methods:

@@ -126,6 +126,8 @@ def test_byte_order_mark_and_undecodable_bytes(tmp_path: Path) -> None:
         ("a,b,score,mated\nx,y,0.5,1\nu,v,0.1,0\nw,z,0.2,0\n", "sample,m\nx,1\ny,2\n",
          ["4 sample id(s)", "have no row in", "u, v, w, z"]),
         ("", "sample,m\nx,1\n", ["C.csv:1", "empty file"]),
+        ("a,b,score,mated\nx,y,0.5,1\nx,z,0.1,0\n", "sample,m\nx,1\ny,2\nz,3\n",
+         ["C.csv", "dataset 'custom'", "non-mated"]),
     ],
 )
 def test_malformed_inputs_name_file_line_and_field(

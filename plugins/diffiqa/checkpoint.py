@@ -50,6 +50,10 @@ FORMAT = "fiqabench-diffiqa-ddpm/1"
 OFFICIAL_BUFFERS = frozenset(DiffusionSchedule.BUFFER_NAMES) | {"p2_loss_weight"}
 
 
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
 def _strip(state: Mapping[str, Any], prefix: str) -> dict[str, Any]:
     return {key[len(prefix) :]: value for key, value in state.items() if key.startswith(prefix)}
 
@@ -124,7 +128,13 @@ def load_official_checkpoint(
     path = Path(path)
     if not path.is_file():
         raise MissingArtifactError(f"DifFIQA checkpoint {path} does not exist")
-    data = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # unpickling, zip and EOF errors of a truncated or foreign file
+        raise InputFormatError(path, None, None, (
+            f"not a PyTorch checkpoint that loads with weights_only=True ({type(exc).__name__}): a truncated"
+            " or foreign file, or one holding pickled objects, which fiqabench never unpickles"
+        )) from exc
     if not isinstance(data, Mapping) or "model" not in data:
         raise InputFormatError(path, None, None, "expected the official checkpoint dict with a 'model' entry")
     if ema:
@@ -169,8 +179,11 @@ def read_metadata(path: str | Path) -> dict[str, str]:
     """The string metadata of one of our safetensors files (no tensors read)."""
     from safetensors import safe_open
 
-    with safe_open(str(path), framework="pt") as handle:
-        return dict(handle.metadata() or {})
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            return dict(handle.metadata() or {})
+    except Exception as exc:  # safetensors raises its own error type for truncated or foreign files
+        raise InputFormatError(path, None, None, f"not a readable safetensors file ({_first_line(exc)})") from exc
 
 
 def load_weights(

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from fiqabench.api import InputSpace
-from fiqabench.errors import ConfigError, MissingArtifactError
+from fiqabench.errors import ConfigError, InputFormatError, MissingArtifactError
 from fiqabench.fr import TorchFRModel, file_digest
 
 from ._meta import DEFAULT_WEIGHTS, MODEL_VERSION, TRAIN_COMMAND
@@ -107,6 +107,10 @@ def build_network(size: int = IMAGE_SIZE) -> SynthFRNet:
     return SynthFRNet(size)
 
 
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
 def load_network(path: str | Path, device: torch.device | str = "cpu") -> SynthFRNet:
     """Load a safetensors weight file written by :func:`fiqabench_plugins.synthetic.train.train`."""
     from safetensors.torch import load_file
@@ -118,7 +122,10 @@ def load_network(path: str | Path, device: torch.device | str = "cpu") -> SynthF
             f"(about 15 minutes on 2 CPU cores) and pass the file with "
             f"--fr-option synthetic-arcface:weights=PATH"
         )
-    state = load_file(str(path), device=str(device))
+    try:
+        state = load_file(str(path), device=str(device))
+    except Exception as exc:  # safetensors raises its own error type for truncated or foreign files
+        raise InputFormatError(path, None, None, f"not a readable safetensors file ({_first_line(exc)})") from exc
     net = SynthFRNet()
     try:
         net.load_state_dict(state, strict=True)

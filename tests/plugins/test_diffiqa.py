@@ -340,6 +340,14 @@ def test_missing_weights_error_names_the_file_and_the_fix(tmp_path: Path) -> Non
         factory(options={"unet_config": "official"}, device="cpu")
 
 
+def test_corrupt_weight_files_are_named_not_tracebacks(tmp_path: Path) -> None:
+    for name, config in (("bad.safetensors", "embedded"), ("bad.pt", "official")):
+        path = tmp_path / name
+        path.write_bytes(b"garbage")
+        with pytest.raises(InputFormatError, match=name):
+            factory(options={"weights": str(path), "unet_config": config}, device="cpu")
+
+
 # ------------------------------------------------------------------------------------------------
 # the method (paper §3.4-3.5, Eq. 7)
 # ------------------------------------------------------------------------------------------------

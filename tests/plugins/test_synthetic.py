@@ -72,6 +72,16 @@ def test_registered_defaults_are_the_splits_and_an_explicit_default_keeps_the_ca
     )
 
 
+def test_corrupt_fr_weights_are_named(tmp_path: Path) -> None:
+    from fiqabench.errors import InputFormatError
+    from fiqabench_plugins.synthetic.model import load_network
+
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"garbage")
+    with pytest.raises(InputFormatError, match="bad.safetensors: not a readable safetensors file"):
+        load_network(bad)
+
+
 # -- renderer ----------------------------------------------------------------------------------
 
 
