@@ -151,8 +151,10 @@ def build_plan(registry: Registry, config: RunConfig) -> Plan:
         ("dataset", config.dataset_options),
         ("fr_model", config.fr_options),
     ):
-        for name in table:
-            registry.get(kind, name)  # options for unknown components are errors too
+        for name, given in table.items():
+            # options of unknown components, and bad values for components this run does not use,
+            # are errors too: a typo must not pass silently
+            registry.get(kind, name).resolve_options(given)
 
     dataset_names = config.datasets or [
         e.name for e in registry.entries("dataset") if e.metadata.get("default")

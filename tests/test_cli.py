@@ -80,6 +80,7 @@ def _one_line_error(result: subprocess.CompletedProcess, *fragments: str) -> Non
         (["--method-option", "random:distribution=cauchy"], ["expected one of uniform, normal"]),
         (["--method-option", "nosuch:x=1"], ["unknown FIQA method 'nosuch'"]),
         (["--method-option", "random"], ["expected NAME:KEY=VALUE"]),
+        (["--method-option", "toy-norm:nope=1"], ["has no option 'nope'"]),  # toy-norm is not in this run
         (["--dataset-option", "toy:identities=many"], ["toy:identities='many'"]),
         (["--fmr", "2"], ["--fmr must be in (0, 1)"]),
         (["--discard-limits", "0.3,x"], ["--discard-limits"]),
