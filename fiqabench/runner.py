@@ -372,8 +372,13 @@ class Runner:
         }
 
     # -- embeddings and comparison scores --------------------------------------------------
+    @property
+    def _batch_size(self) -> int:
+        """Images per batch: ``--batch-size``, capped by the cache's shard size."""
+        return max(1, min(int(self.config.batch_size), SHARD_SIZE))
+
     def _iter_batches(self, indices: np.ndarray) -> Iterator[np.ndarray]:
-        size = max(1, min(int(self.config.batch_size), SHARD_SIZE))
+        size = self._batch_size
         for start in range(0, len(indices), size):
             yield indices[start : start + size]
 
@@ -539,7 +544,7 @@ class Runner:
                     "batch_seconds": np.asarray(seconds, dtype=np.float64),
                     "batch_images": np.asarray(counts, dtype=np.int64),
                     "batch_warmup": np.asarray(warmup, dtype=bool),
-                    "batch_size": np.asarray([self.config.batch_size], dtype=np.int64),
+                    "batch_size": np.asarray([self._batch_size], dtype=np.int64),
                     "device": np.asarray([self.config.device]),
                     "host": np.asarray([self.host]),
                 },
