@@ -17,8 +17,8 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
-from collections.abc import Iterator, Mapping
+import uuid
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -64,26 +64,36 @@ def cache_key(payload: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical_json(payload).encode()).hexdigest()[:16]
 
 
-def _file_mode() -> int:
-    """The mode ``open()`` would give a new file (mkstemp's 0600 would hide results from others)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
+def folder_digest(root: Path, files: Iterable[Path] | None = None) -> str:
+    """sha256 of the relative paths, sizes and modification times of ``files`` below ``root``
+    (default: every file below it). Reading every byte of a dataset folder would take minutes;
+    a changed file changes its size or time."""
+    root = Path(root)
+    chosen = sorted(p for p in root.rglob("*") if p.is_file()) if files is None else list(files)
+    digest = hashlib.sha256()
+    for path in chosen:
+        stat = path.stat()
+        digest.update(f"{path.relative_to(root).as_posix()}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same directory and a rename."""
+    """Write ``data`` to ``path`` via a temporary file in the same directory and a rename, so a
+    reader (or a resumed run) sees the old file or the new one, never half of one.
+
+    The temporary file is opened with the default mode, not ``tempfile.mkstemp``'s 0600, so
+    results get the usual permissions; its name is unique per process and call.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     try:
-        os.fchmod(fd, _file_mode())
-        with os.fdopen(fd, "wb") as handle:
+        with open(tmp, "xb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 

@@ -24,7 +24,7 @@ import numpy as np
 
 from fiqabench import __version__
 from fiqabench.api import SampleBatch
-from fiqabench.cache import Cache, atomic_write_text, cache_key
+from fiqabench.cache import Cache, atomic_write_text, cache_key, folder_digest
 from fiqabench.config import RunConfig
 from fiqabench.errors import (
     ComponentUnavailableError,
@@ -88,11 +88,7 @@ def _path_digest(path: str) -> str:
     times (reading every byte of a dataset folder would take minutes)."""
     p = Path(path)
     if p.is_dir():
-        listing = hashlib.sha256()
-        for child in sorted(q for q in p.rglob("*") if q.is_file()):
-            stat = child.stat()
-            listing.update(f"{child.relative_to(p).as_posix()}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
-        return "folder:" + listing.hexdigest()
+        return "folder:" + folder_digest(p)
     if not p.is_file():
         return f"missing:{path}"
     stat = p.stat()

@@ -105,3 +105,11 @@ def test_weights_file_content_is_in_the_key(tmp_path: Path) -> None:
 
     os.utime(weights, ns=(1, 1))
     assert first != cache_key(Component(entry, {"weights": str(weights), "threads": 1}).fingerprint())
+    # a folder (e.g. a dataset root or a weights directory) is keyed by its listing
+    folder = tmp_path / "root"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "sub" / "a.jpg").write_bytes(b"a")
+    before = cache_key(Component(entry, {"weights": str(folder), "threads": 1}).fingerprint())
+    assert "missing" not in str(Component(entry, {"weights": str(folder)}).fingerprint())
+    (folder / "sub" / "b.jpg").write_bytes(b"b")
+    assert before != cache_key(Component(entry, {"weights": str(folder), "threads": 1}).fingerprint())

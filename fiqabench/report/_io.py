@@ -7,21 +7,21 @@ temporary file in the same directory and renaming it means a reader, or a LaTeX 
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable
-from typing import Any
 import os
-import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-__all__ = ["atomic_write"]
+from fiqabench.cache import atomic_write_bytes
+
+__all__ = ["atomic_write", "write_table_files"]
 
 
 def atomic_write(path: str | os.PathLike[str], data: str | bytes) -> Path:
     r"""Write ``data`` (text is UTF-8 encoded as is) to ``path`` atomically; return the path.
 
-    The parent directory is created if needed. The temporary file is opened with the default
-    mode (not ``tempfile.mkstemp``'s 0600) so the result gets the usual permissions.
+    The parent directory is created if needed; the file gets the usual permissions
+    (:func:`fiqabench.cache.atomic_write_bytes` does the work).
 
     >>> import tempfile
     >>> with tempfile.TemporaryDirectory() as tmp:
@@ -31,19 +31,7 @@ def atomic_write(path: str | os.PathLike[str], data: str | bytes) -> Path:
     ('y', ['a.txt'])
     """
     path = Path(path)
-    payload = data.encode("utf-8") if isinstance(data, str) else bytes(data)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(tmp, "xb") as handle:
-            handle.write(payload)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
+    atomic_write_bytes(path, data.encode("utf-8") if isinstance(data, str) else bytes(data))
     return path
 
 

@@ -10,7 +10,6 @@ at sample ``s * batch_size`` of that sequence, so it continues bit for bit.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from fiqabench.cache import folder_digest
 from fiqabench.errors import ConfigError, InputFormatError, MissingArtifactError
 
 from .degrade import degrade_lq
@@ -72,13 +72,8 @@ class FolderSource:
         return _resize(image, self.size)
 
     def digest(self) -> str:
-        """Relative paths, sizes and modification times (reading every byte of a large folder
-        would take minutes; a changed file changes its size or time)."""
-        h = hashlib.sha256()
-        for path in self.files:
-            stat = path.stat()
-            h.update(f"{path.relative_to(self.root).as_posix()}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
-        return f"folder:{self.root.resolve()}:{h.hexdigest()[:16]}"
+        """The folder and its images' relative paths, sizes and modification times."""
+        return f"folder:{self.root.resolve()}:{folder_digest(self.root, self.files)[:16]}"
 
 
 class ArraySource:

@@ -607,6 +607,7 @@ def test_tiny_training_run_resumes_exactly(tmp_path: Path) -> None:
 def test_registered_trainer_reads_synthetic_train_through_the_registry(tmp_path: Path) -> None:
     from fiqabench.plugins import get_plugin_manager
     from fiqabench.registry import Registry
+    from fiqabench.runner import null_progress
 
     reg = Registry(get_plugin_manager(entry_points=False))
     try:
@@ -617,16 +618,9 @@ def test_registered_trainer_reads_synthetic_train_through_the_registry(tmp_path:
     options = entry.resolve_options({"max_images": "8", "steps": "2", "batch_size": "4", "pool_copies": "1"})
     bars: list[tuple[int, str]] = []
 
-    class Bar:
-        def update(self, n: int) -> None:
-            pass
-
-        def close(self) -> None:
-            pass
-
-    def progress(total: int, desc: str) -> Bar:
+    def progress(total: int, desc: str) -> object:
         bars.append((total, desc))
-        return Bar()
+        return null_progress(total, desc)
 
     path = entry.load()(options=options, device="cpu", output=tmp_path / "w.safetensors", progress=progress)
     model = load_weights(path, expected_config=UNetConfig.embedded())
