@@ -270,8 +270,8 @@ def train(
         done = _restore(ckpt, net, arc, opt, config_json)
         log.info("resuming from %s after epoch %d", ckpt, done)
 
-    # Progress counts training images (the CLI's bars are in images), epoch by epoch.
-    bar = _bar(progress, (epochs - done) * steps_per_epoch * batch, f"train synthetic-fr, epochs {done + 1}-{epochs}")
+    # Progress counts optimizer steps, like every trainer (the CLI labels trainer bars "it").
+    bar = _bar(progress, (epochs - done) * steps_per_epoch, f"train synthetic-fr, epochs {done + 1}-{epochs}")
     for epoch in range(done, epochs):
         t0 = time.perf_counter()
         rng = dm.rng_for(seed, _EPOCH, epoch)
@@ -304,7 +304,7 @@ def train(
             correct += int((logits.argmax(1) == y).sum())
             seen += len(idx)
             if bar is not None:
-                bar.update(len(idx))
+                bar.update(1)
         _atomic_save(
             _checkpoint_tensors(net, arc, opt),
             ckpt,
