@@ -35,9 +35,9 @@ _NAME = re.compile(r"^[a-z0-9][a-z0-9.-]*$")
 _FR_NEEDS = {"none", "embeddings", "gradients", "dropout", "backbone"}
 _COMMON = {"version", "summary", "options", "reference", "display_name", "availability"}
 _ALLOWED = {
-    "fr_model": _COMMON | {"domain"},
+    "fr_model": _COMMON | {"domain", "capabilities"},
     "method": _COMMON
-    | {"needs_fr_model", "higher_is_better", "domains", "default_quality_fr_model"},
+    | {"needs_fr_model", "higher_is_better", "domains", "default_quality_fr_model", "cost_ms_per_image"},
     "dataset": _COMMON | {"domain", "default_fr_model", "default"},
     "format": {"summary", "version"},
     "trainer": {"version", "summary", "options"},
