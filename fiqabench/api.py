@@ -68,9 +68,11 @@ class Option:
     is_path: bool = False
 
 
-def parse_bool(text: str) -> bool:
-    """Parse ``true/false/1/0/yes/no/on/off`` (any case)."""
-    value = text.strip().lower()
+def parse_bool(text: str | bool) -> bool:
+    """Parse ``true/false/1/0/yes/no/on/off`` (any case); a bool is returned as it is."""
+    if isinstance(text, bool):
+        return text
+    value = str(text).strip().lower()
     if value in {"1", "true", "yes", "on"}:
         return True
     if value in {"0", "false", "no", "off"}:

@@ -17,8 +17,7 @@ import hashlib
 import json
 import os
 import shutil
-import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from fiqabench.errors import ConfigError
+from fiqabench.files import atomic_write_bytes, atomic_write_text, folder_digest
 
 FORMAT_VERSION = "v1"
 KINDS = ("embeddings", "similarities", "quality")
@@ -62,43 +62,6 @@ def cache_key(payload: Mapping[str, Any]) -> str:
     16
     """
     return hashlib.sha256(canonical_json(payload).encode()).hexdigest()[:16]
-
-
-def folder_digest(root: Path, files: Iterable[Path] | None = None) -> str:
-    """sha256 of the relative paths, sizes and modification times of ``files`` below ``root``
-    (default: every file below it). Reading every byte of a dataset folder would take minutes;
-    a changed file changes its size or time."""
-    root = Path(root)
-    chosen = sorted(p for p in root.rglob("*") if p.is_file()) if files is None else list(files)
-    digest = hashlib.sha256()
-    for path in chosen:
-        stat = path.stat()
-        digest.update(f"{path.relative_to(root).as_posix()}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
-    return digest.hexdigest()
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same directory and a rename, so a
-    reader (or a resumed run) sees the old file or the new one, never half of one.
-
-    The temporary file is opened with the default mode, not ``tempfile.mkstemp``'s 0600, so
-    results get the usual permissions; its name is unique per process and call.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(tmp, "xb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def _safe_name(name: str) -> str:

@@ -268,12 +268,21 @@ def cmd_list(args: argparse.Namespace) -> int:
             "plugin": entry.plugin,
         }
         if kind == "method":
-            need = entry.metadata.get("needs_fr_model", "none")
+            need = entry.fr_need(None)
             row["needs_fr_model"] = need
-            row["applies_to"] = _applies_to(registry, need)
-            row["domains"] = list(entry.metadata.get("domains") or []) or "any"
+            row["applies_to"] = registry.applicable_fr_models(entry) if need != "none" else None
+            row["domains"] = list(entry.domains or []) or "any"
         if kind in ("fr_model", "dataset"):
-            row["domain"] = entry.metadata.get("domain")
+            row["domain"] = entry.domain
+        if kind == "fr_model":
+            try:
+                caps = entry.capabilities_for(None)
+            except FiqabenchError:  # a capabilities function that needs options the user must set
+                caps = None
+            row["capabilities"] = None if caps is None else {
+                "differentiable": caps.differentiable, "has_dropout": caps.has_dropout,
+                "has_trunk_head": caps.has_trunk_head, "unnormalised_embedding": caps.unnormalised_embedding,
+            }
         if entry.options:
             row["options"] = {k: {"default": o.default, "help": o.help} for k, o in entry.options.items()}
         rows.append(row)
@@ -286,20 +295,15 @@ def cmd_list(args: argparse.Namespace) -> int:
         if row["summary"]:
             print(f"    {row['summary']}")
         if kind == "method":
-            print(f"    needs from the FR model: {row['needs_fr_model']}; applies to: {row['applies_to']}; "
+            applies = ("no FR model needed" if row["applies_to"] is None
+                       else ", ".join(row["applies_to"]) or "no registered FR model")
+            print(f"    needs from the FR model: {row['needs_fr_model']}; FR models it can use: {applies}; "
                   f"datasets: {row['domains']}")
         if row.get("domain"):
             print(f"    domain: {row['domain']}")
         for key, option in (row.get("options") or {}).items():
             print(f"    option {key} (default {option['default']!r}): {option['help']}")
     return 0
-
-
-def _applies_to(registry: Any, need: str) -> str:
-    if need == "none":
-        return "no FR model needed"
-    names = registry.names("fr_model")
-    return ", ".join(names) if names else "no FR model registered"
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:

@@ -62,6 +62,15 @@ class ComponentUnavailableError(FiqabenchError):
     """A registered component that cannot be built here (its reason says why)."""
 
 
+class ComponentContractError(FiqabenchError):
+    """A plugin's component does not keep its contract (wrong object from a factory, capabilities
+    that differ from those registered); the message names the plugin and distribution."""
+
+
+class IncompatibleComponentsError(FiqabenchError):
+    """A method that cannot use the FR model it was given (a capability is missing)."""
+
+
 class DomainMismatchError(FiqabenchError):
     """A component asked to work on data outside its declared domain."""
 

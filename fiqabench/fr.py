@@ -7,9 +7,6 @@ Importing this module imports torch; the core only does so when a model is built
 
 from __future__ import annotations
 
-import hashlib
-from pathlib import Path
-
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -17,6 +14,7 @@ from torch import nn
 
 from fiqabench.api import FRCapabilities, InputSpace
 from fiqabench.errors import ConfigError
+from fiqabench.files import file_digest  # re-exported: plugins digest their weights with it
 
 __all__ = ["TorchFRModel", "file_digest", "rgb_uint8_to_unit"]
 
@@ -29,15 +27,6 @@ def rgb_uint8_to_unit(images: np.ndarray, device: torch.device | str = "cpu") ->
         )
     tensor = torch.from_numpy(np.ascontiguousarray(images)).to(device)
     return tensor.permute(0, 3, 1, 2).float().div_(255.0)
-
-
-def file_digest(path: str | Path, chunk_size: int = 1 << 20) -> str:
-    """sha256 of a file, as hex."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(chunk_size):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 class TorchFRModel:

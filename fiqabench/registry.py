@@ -1,26 +1,33 @@
-"""Name -> component entry, built from the registration hooks.
+"""Name -> typed component spec, built from the registration hooks.
 
-The registry is the only caller of ``fiqabench_register_*``. It calls each hook implementation
-on its own, binding the registering plugin into ``register``, so a duplicate name can name both
-plugins. Targets stay strings until :meth:`Entry.load` imports them.
+The registry is the only caller of ``fiqabench_register_*``. It calls each hook implementation on
+its own, binding the registering plugin into ``register``, so a duplicate name can name both
+plugins. ``register(name, target, **fields)`` builds one spec per kind (:class:`MethodSpec`,
+:class:`FRModelSpec`, :class:`DatasetSpec`, :class:`FormatSpec`, :class:`TrainerSpec`), checked
+once, when registered: an unknown field or a value of the wrong type is a one-line error naming
+the plugin. Targets stay ``"module:attr"`` strings until :meth:`ComponentSpec.load` imports them,
+and :meth:`ComponentSpec.build` checks what a factory returns against its Protocol.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
-from fiqabench.api import Option
+from fiqabench.api import Dataset, FaceRecognitionModel, FIQAMethod, FRCapabilities, Option
 from fiqabench.errors import (
+    ComponentContractError,
     ComponentUnavailableError,
     ConfigError,
     DuplicateComponentError,
     PluginLoadError,
     UnknownComponentError,
 )
+from fiqabench.options import resolve
 from fiqabench.plugins import PluginSet
 
 KINDS = {
@@ -32,34 +39,58 @@ KINDS = {
 }
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9.-]*$")
-_FR_NEEDS = {"none", "embeddings", "gradients", "dropout", "backbone"}
-_COMMON = {"version", "summary", "options", "reference", "display_name", "availability"}
-_ALLOWED = {
-    "fr_model": _COMMON | {"domain", "capabilities"},
-    "method": _COMMON
-    | {"needs_fr_model", "higher_is_better", "domains", "default_quality_fr_model", "cost_ms_per_image"},
-    "dataset": _COMMON | {"domain", "default_fr_model", "default"},
-    "format": {"summary", "version"},
-    "trainer": {"version", "summary", "options"},
+FR_NEEDS = ("none", "embeddings", "gradients", "dropout", "backbone")
+
+#: What each need asks of the FR model's capabilities, in the words of a refusal.
+_NEED_TEXT = {
+    "gradients": ("input gradients", lambda c: c.differentiable),
+    "dropout": ("a dropout layer", lambda c: c.has_dropout),
+    "backbone": ("a trunk/head split", lambda c: c.has_trunk_head),
 }
 
 
-@dataclass(frozen=True)
-class Entry:
-    """One registered component."""
+class _Invalid(Exception):
+    """A field of a spec with a wrong value (turned into a PluginLoadError naming the plugin)."""
 
-    kind: str
+
+@dataclass(frozen=True, kw_only=True)
+class ComponentSpec:
+    """What every registered component has. ``target`` is a ``"module:attr"`` string (or the
+    object itself) for a factory ``factory(*, options, device)``."""
+
+    kind: ClassVar[str] = ""
     name: str
     target: Any
     plugin: str
-    distribution: str | None
+    distribution: str | None = None
     version: str = "0"
     summary: str = ""
     reference: str = ""
     display_name: str | None = None
     options: Mapping[str, Option] = field(default_factory=dict)
+    #: ``availability(resolved_options) -> reason | None``: a light check (no torch) of why the
+    #: component cannot be built, shown by ``fiqabench list``.
     availability: Callable[[Mapping[str, Any]], str | None] | None = None
-    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "version", str(self.version))
+        if not isinstance(self.summary, str) or not isinstance(self.reference, str):
+            raise _Invalid("summary and reference must be strings")
+        if self.display_name is not None and not isinstance(self.display_name, str):
+            raise _Invalid(f"display_name must be a string, got {self.display_name!r}")
+        if not isinstance(self.options, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, Option) for k, v in self.options.items()
+        ):
+            raise _Invalid("options must map option names to fiqabench.api.Option")
+        object.__setattr__(self, "options", dict(self.options))
+        if self.availability is not None and not callable(self.availability):
+            raise _Invalid("availability must be a function of the resolved options")
+        if not (isinstance(self.target, str) and ":" in self.target) and not callable(self.target):
+            raise _Invalid(f"target must be 'module:attr' or a callable, got {self.target!r}")
+
+    @property
+    def kind_label(self) -> str:
+        return KINDS[self.kind][1]
 
     @property
     def label(self) -> str:
@@ -69,6 +100,10 @@ class Entry:
     @property
     def spec(self) -> str:
         return f"{self.name}@{self.version}"
+
+    @property
+    def origin(self) -> str:
+        return f"plugin {self.plugin!r} ({self.distribution or 'local file'})"
 
     def load(self) -> Any:
         """Import and return the target (a factory or function)."""
@@ -82,33 +117,17 @@ class Entry:
                 obj = getattr(obj, part)
         except ImportError as exc:
             raise ComponentUnavailableError(
-                f"{KINDS[self.kind][1]} {self.name!r} (plugin {self.plugin}) cannot be imported: {exc}"
+                f"{self.kind_label} {self.name!r} ({self.origin}) cannot be imported: {exc}"
             ) from exc
         except AttributeError as exc:
             raise PluginLoadError(
-                f"{KINDS[self.kind][1]} {self.name!r}: target {self.target!r} does not exist ({exc})"
+                f"{self.kind_label} {self.name!r}: target {self.target!r} does not exist ({exc})"
             ) from exc
         return obj
 
-    def resolve_options(self, given: Mapping[str, str | Any]) -> dict[str, Any]:
-        """Defaults overlaid with ``given``; strings are parsed; unknown keys are errors."""
-        resolved = {key: opt.default for key, opt in self.options.items()}
-        for key, raw in given.items():
-            if key not in self.options:
-                known = ", ".join(sorted(self.options)) or "none"
-                raise ConfigError(
-                    f"{KINDS[self.kind][1]} {self.name!r} has no option {key!r} (options: {known})"
-                )
-            option = self.options[key]
-            try:
-                value = option.parse(raw) if isinstance(raw, str) else raw
-            except (TypeError, ValueError) as exc:
-                raise ConfigError(f"option {self.name}:{key}={raw!r}: {exc}") from exc
-            if option.choices is not None and value not in option.choices:
-                choices = ", ".join(map(str, option.choices))
-                raise ConfigError(f"option {self.name}:{key}={raw!r}: expected one of {choices}")
-            resolved[key] = value
-        return resolved
+    def resolve_options(self, given: Mapping[str, Any]) -> dict[str, Any]:
+        """Defaults overlaid with ``given``, parsed and checked; unknown keys are errors."""
+        return resolve(self.options, given, name=self.name, kind=self.kind_label)
 
     def unavailable_reason(self, options: Mapping[str, Any] | None = None) -> str | None:
         """Why this component cannot be built with ``options`` (None: it can, as far as we know)."""
@@ -119,22 +138,195 @@ class Entry:
         except Exception as exc:  # an availability check must never break listing
             return f"availability check failed: {exc}"
 
+    def build(self, options: Mapping[str, Any], device: str) -> Any:
+        """Call the factory and check the result against the kind's Protocol."""
+        component = self.load()(options=dict(options), device=device)
+        protocol = _PROTOCOLS.get(self.kind)
+        if protocol is not None:
+            missing = [name for name in _protocol_members(protocol) if not hasattr(component, name)]
+            if missing:
+                raise ComponentContractError(
+                    f"{self.kind_label} {self.name!r} from {self.origin}: its factory returned a "
+                    f"{type(component).__name__} that is not a {protocol.__name__} (missing "
+                    f"{', '.join(missing)})"
+                )
+        return component
+
+
+@dataclass(frozen=True, kw_only=True)
+class MethodSpec(ComponentSpec):
+    """A FIQA method."""
+
+    kind: ClassVar[str] = "method"
+    #: What the method needs from the FR model it uses inside itself (:data:`fiqabench.api.FRNeed`),
+    #: or a function of the resolved options returning it.
+    needs_fr_model: str | Callable[[Mapping[str, Any]], str] = "none"
+    #: False: the runner negates the scores once (quality is higher-is-better everywhere).
+    higher_is_better: bool = True
+    #: Only datasets of these domains (``oracle``: synthetic severities); None: any.
+    domains: tuple[str, ...] | None = None
+    #: Default of the ``quality_fr_model`` option (None: the dataset's default FR model).
+    default_quality_fr_model: str | None = None
+    #: A rough cost per image on a CPU, for shard sizes and run-time estimates before any
+    #: runtime has been recorded.
+    cost_ms_per_image: float | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not callable(self.needs_fr_model) and self.needs_fr_model not in FR_NEEDS:
+            raise _Invalid(f"needs_fr_model={self.needs_fr_model!r}, expected one of {', '.join(FR_NEEDS)}")
+        if not isinstance(self.higher_is_better, bool):
+            raise _Invalid(f"higher_is_better must be a bool, got {self.higher_is_better!r}")
+        if self.domains is not None:
+            if isinstance(self.domains, str) or not all(isinstance(d, str) for d in self.domains):
+                raise _Invalid(f"domains must be a tuple of names, got {self.domains!r}")
+            object.__setattr__(self, "domains", tuple(self.domains))
+        _check_cost(self.cost_ms_per_image)
+        if self.fr_need(None) != "none" and "quality_fr_model" not in self.options:
+            options = dict(self.options)
+            options["quality_fr_model"] = Option(
+                self.default_quality_fr_model,
+                "FR model the method uses inside itself (default: the dataset's default FR model)",
+            )
+            object.__setattr__(self, "options", options)
+
+    def fr_need(self, options: Mapping[str, Any] | None) -> str:
+        """The need for these resolved options (defaults when None)."""
+        if not callable(self.needs_fr_model):
+            return self.needs_fr_model
+        need = self.needs_fr_model(options if options is not None else {k: o.default for k, o in self.options.items()})
+        if need not in FR_NEEDS:
+            raise ComponentContractError(f"method {self.name!r}: needs_fr_model returned {need!r}")
+        return need
+
+
+@dataclass(frozen=True, kw_only=True)
+class FRModelSpec(ComponentSpec):
+    """A face recognition model."""
+
+    kind: ClassVar[str] = "fr_model"
+    #: The images the model was made for (``aligned-112-face``, ``synthetic``).
+    domain: str | None = None
+    #: What the model offers to methods (gradients, dropout, trunk/head split), or a function of
+    #: the resolved options returning it (an ONNX model's backend). None: nothing is promised
+    #: beyond embeddings.
+    capabilities: FRCapabilities | Callable[[Mapping[str, Any]], FRCapabilities] | None = None
+    cost_ms_per_image: float | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.capabilities is not None and not (
+            isinstance(self.capabilities, FRCapabilities) or callable(self.capabilities)
+        ):
+            raise _Invalid("capabilities must be an FRCapabilities or a function of the options returning one")
+        _check_cost(self.cost_ms_per_image)
+
+    def capabilities_for(self, options: Mapping[str, Any] | None = None) -> FRCapabilities:
+        caps = self.capabilities
+        if caps is None:
+            return FRCapabilities(differentiable=False, has_dropout=False, has_trunk_head=False)
+        if isinstance(caps, FRCapabilities):
+            return caps
+        value = caps(self.resolve_options(options or {}))
+        if not isinstance(value, FRCapabilities):
+            raise ComponentContractError(f"FR model {self.name!r}: capabilities() returned {value!r}")
+        return value
+
+    def build(self, options: Mapping[str, Any], device: str) -> Any:
+        model = super().build(options, device)
+        if self.capabilities is not None and getattr(model, "capabilities", None) != self.capabilities_for(options):
+            raise ComponentContractError(
+                f"FR model {self.name!r} from {self.origin}: the built model's capabilities "
+                f"{model.capabilities} differ from those registered {self.capabilities_for(options)}"
+            )
+        return model
+
+
+@dataclass(frozen=True, kw_only=True)
+class DatasetSpec(ComponentSpec):
+    """A benchmark."""
+
+    kind: ClassVar[str] = "dataset"
+    domain: str | None = None
+    default_fr_model: str | None = None
+    #: Part of ``fiqabench run`` without ``--datasets`` (the embedded benchmark).
+    default: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class FormatSpec(ComponentSpec):
+    """A report writer ``write(results, out_dir) -> list[Path]``."""
+
+    kind: ClassVar[str] = "format"
+    version: str = "1"
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainerSpec(ComponentSpec):
+    """A training job ``train(*, options, device, output, progress, **inputs) -> Path``."""
+
+    kind: ClassVar[str] = "trainer"
+    #: Components the CLI resolves from the registry, builds and passes as keyword arguments:
+    #: ``{"dataset": "synthetic-train"}`` takes ``dataset=`` (default synthetic-train; None:
+    #: required unless an option replaces it), ``{"fr_model": None}`` takes ``fr_model=``.
+    inputs: Mapping[str, str | None] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        unknown = set(self.inputs) - {"dataset", "fr_model"}
+        if unknown:
+            raise _Invalid(f"inputs may name dataset and fr_model, not {', '.join(sorted(unknown))}")
+
+
+SPECS: dict[str, type[ComponentSpec]] = {
+    cls.kind: cls for cls in (MethodSpec, FRModelSpec, DatasetSpec, FormatSpec, TrainerSpec)
+}
+_PROTOCOLS: dict[str, type] = {"method": FIQAMethod, "fr_model": FaceRecognitionModel, "dataset": Dataset}
+_CORE_FIELDS = {"name", "target", "plugin", "distribution"}
+
+#: Kept for code written against the first registry.
+Entry = ComponentSpec
+
+
+def _check_cost(value: Any) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):
+        raise _Invalid(f"cost_ms_per_image must be a positive number, got {value!r}")
+
+
+def _protocol_members(protocol: type) -> list[str]:
+    names: list[str] = []
+    for klass in protocol.__mro__:
+        if klass in (object,) or klass.__name__ in ("Protocol", "Generic"):
+            continue
+        for name in list(getattr(klass, "__annotations__", {})) + [
+            n for n, v in vars(klass).items() if callable(v) or isinstance(v, property)
+        ]:
+            if not name.startswith("_") and name not in names:
+                names.append(name)
+    return names
+
+
+def fields_of(kind: str) -> list[str]:
+    """The fields a plugin may pass to ``register`` for ``kind``."""
+    return [f.name for f in dataclasses.fields(SPECS[kind]) if f.name not in _CORE_FIELDS]
+
 
 class Registry:
     """All registered components, by kind and name."""
 
     def __init__(self, plugin_set: PluginSet) -> None:
         pm = plugin_set.pm
+        self.plugin_set = plugin_set
         self._distributions = plugin_set.distributions
         self.failures = plugin_set.failures
-        self._entries: dict[str, dict[str, Entry]] = {kind: {} for kind in KINDS}
+        self._entries: dict[str, dict[str, ComponentSpec]] = {kind: {} for kind in KINDS}
         for kind, (hook_name, _) in KINDS.items():
             hook = getattr(pm.hook, hook_name)
             for impl in hook.get_hookimpls():
                 register = self._make_register(kind, impl.plugin_name)
                 try:
                     impl.function(register=register)
-                except (DuplicateComponentError, ConfigError):
+                except (DuplicateComponentError, ConfigError, PluginLoadError):
                     raise
                 except Exception as exc:
                     raise PluginLoadError(
@@ -143,17 +335,20 @@ class Registry:
 
     def _make_register(self, kind: str, plugin_name: str) -> Callable[..., None]:
         distribution = self._distributions.get(plugin_name)
+        spec_type = SPECS[kind]
+        allowed = fields_of(kind)
 
-        def register(name: str, target: Any, **metadata: Any) -> None:
+        def register(name: str, target: Any, **fields: Any) -> None:
             where = f"plugin {plugin_name!r}"
             if not isinstance(name, str) or not _NAME.match(name):
                 raise PluginLoadError(
                     f"{where} registered {KINDS[kind][1]} name {name!r}: names are lowercase kebab-case"
                 )
-            unknown = set(metadata) - _ALLOWED[kind]
+            unknown = sorted(set(fields) - set(allowed))
             if unknown:
                 raise PluginLoadError(
-                    f"{where} registered {name!r} with unknown field(s) {', '.join(sorted(unknown))}"
+                    f"{where} registered {name!r} with unknown field(s) {', '.join(unknown)};"
+                    f" a {KINDS[kind][1]} takes {', '.join(allowed)}"
                 )
             existing = self._entries[kind].get(name)
             if existing is not None:
@@ -162,43 +357,15 @@ class Registry:
                     f" ({existing.distribution or 'local'}) and by plugin {plugin_name!r}"
                     f" ({distribution or 'local'}); disable one with FIQABENCH_DISABLE_PLUGINS"
                 )
-            options = dict(metadata.pop("options", {}) or {})
-            extra = {
-                key: metadata.pop(key)
-                for key in list(metadata)
-                if key not in {"version", "summary", "reference", "display_name", "availability"}
-            }
-            if kind == "method":
-                extra.setdefault("needs_fr_model", "none")
-                extra.setdefault("higher_is_better", True)
-                if extra["needs_fr_model"] not in _FR_NEEDS:
-                    raise PluginLoadError(
-                        f"{where}: method {name!r} needs_fr_model={extra['needs_fr_model']!r},"
-                        f" expected one of {', '.join(sorted(_FR_NEEDS))}"
-                    )
-                if extra["needs_fr_model"] != "none" and "quality_fr_model" not in options:
-                    options["quality_fr_model"] = Option(
-                        extra.get("default_quality_fr_model"),
-                        "FR model the method uses inside itself (default: the dataset's default FR model)",
-                    )
-            self._entries[kind][name] = Entry(
-                kind=kind,
-                name=name,
-                target=target,
-                plugin=plugin_name,
-                distribution=distribution,
-                version=str(metadata.get("version", "0")),
-                summary=metadata.get("summary", ""),
-                reference=metadata.get("reference", ""),
-                display_name=metadata.get("display_name"),
-                options=options,
-                availability=metadata.get("availability"),
-                metadata=extra,
-            )
+            try:
+                spec = spec_type(name=name, target=target, plugin=plugin_name, distribution=distribution, **fields)
+            except _Invalid as exc:
+                raise PluginLoadError(f"{where} registered {KINDS[kind][1]} {name!r}: {exc}") from None
+            self._entries[kind][name] = spec
 
         return register
 
-    def get(self, kind: str, name: str) -> Entry:
+    def get(self, kind: str, name: str) -> Any:
         try:
             return self._entries[kind][name]
         except KeyError:
@@ -207,6 +374,37 @@ class Registry:
     def names(self, kind: str) -> list[str]:
         return sorted(self._entries[kind])
 
-    def entries(self, kind: str) -> Iterator[Entry]:
+    def entries(self, kind: str) -> Iterator[Any]:
         for name in self.names(kind):
             yield self._entries[kind][name]
+
+    # -- capabilities ----------------------------------------------------------------------
+    def fr_refusal(self, method: MethodSpec, method_options: Mapping[str, Any] | None,
+                   fr: FRModelSpec, fr_options: Mapping[str, Any] | None) -> str | None:
+        """Why ``method`` cannot use ``fr`` inside itself (None: it can). One line, naming the
+        registered FR models that would do."""
+        need = method.fr_need(method_options)
+        if need not in _NEED_TEXT:
+            return None
+        text, has = _NEED_TEXT[need]
+        if has(fr.capabilities_for(fr_options)):
+            return None
+        suitable = [e.name for e in self.entries("fr_model") if _safe_has(has, e)]
+        others = (
+            f"{', '.join(suitable)} {'has' if len(suitable) == 1 else 'have'} {'it' if need == 'gradients' else 'one'}"
+            if suitable else "no registered FR model has one"
+        )
+        return f"{method.name} needs an FR model with {text}; {others}, {fr.name} has none"
+
+    def applicable_fr_models(self, method: MethodSpec) -> list[str]:
+        """FR models (default options) the method can use inside itself."""
+        if method.fr_need(None) == "none":
+            return []
+        return [e.name for e in self.entries("fr_model") if self.fr_refusal(method, None, e, None) is None]
+
+
+def _safe_has(has: Callable[[FRCapabilities], bool], entry: FRModelSpec) -> bool:
+    try:
+        return bool(has(entry.capabilities_for(None)))
+    except Exception:  # a capabilities function failing on defaults (missing weights): not suitable
+        return False

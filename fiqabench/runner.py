@@ -31,6 +31,7 @@ from fiqabench.errors import (
     ConfigError,
     DomainMismatchError,
     FiqabenchError,
+    IncompatibleComponentsError,
     MethodFailure,
 )
 from fiqabench.evaluation import (
@@ -153,7 +154,7 @@ def build_plan(registry: Registry, config: RunConfig) -> Plan:
             registry.get(kind, name).resolve_options(given)
 
     dataset_names = config.datasets or [
-        e.name for e in registry.entries("dataset") if e.metadata.get("default")
+        e.name for e in registry.entries("dataset") if e.default
     ]
     if not dataset_names:
         raise ConfigError("no dataset given and none is registered as the default: pass --datasets NAME")
@@ -163,8 +164,8 @@ def build_plan(registry: Registry, config: RunConfig) -> Plan:
         reason = dataset.entry.unavailable_reason(dataset.options)
         if reason:
             raise ComponentUnavailableError(f"dataset {dataset_name!r} is unavailable: {reason}")
-        domain = dataset.entry.metadata.get("domain")
-        default_fr = dataset.entry.metadata.get("default_fr_model")
+        domain = dataset.entry.domain
+        default_fr = dataset.entry.default_fr_model
         fr_names = config.fr_models or ([default_fr] if default_fr else [])
         if not fr_names:
             raise ConfigError(
@@ -178,7 +179,7 @@ def build_plan(registry: Registry, config: RunConfig) -> Plan:
         explicit = config.methods is not None
         for method_name in config.methods or registry.names("method"):
             method = _resolve(registry, "method", method_name, config.method_options.get(method_name, {}))
-            domains = method.entry.metadata.get("domains")
+            domains = method.entry.domains
             if domains and domain not in domains:
                 if explicit:
                     raise DomainMismatchError(
@@ -193,10 +194,15 @@ def build_plan(registry: Registry, config: RunConfig) -> Plan:
                 log.warning("skipping method %s: %s", method_name, reason)
                 continue
             quality_fr = None
-            if method.entry.metadata.get("needs_fr_model", "none") != "none":
+            if method.entry.fr_need(method.options) != "none":
                 fr_name = method.options.get("quality_fr_model") or default_fr or fr_names[0]
                 quality_fr = _fr_component(registry, config, fr_name, domain, dataset_name, role="quality")
                 method.options["quality_fr_model"] = fr_name
+                refusal = registry.fr_refusal(method.entry, method.options, quality_fr.entry, quality_fr.options)
+                if refusal:
+                    raise IncompatibleComponentsError(
+                        f"{refusal}: choose another with --method-option {method_name}:quality_fr_model=NAME"
+                    )
             methods.append(MethodPlan(method, quality_fr))
         if not methods:
             raise ConfigError(f"no FIQA method applies to dataset {dataset_name!r}; see fiqabench list methods")
@@ -211,7 +217,7 @@ def _fr_component(
     reason = fr.entry.unavailable_reason(fr.options)
     if reason:
         raise ComponentUnavailableError(f"FR model {name!r} is unavailable: {reason}")
-    fr_domain = fr.entry.metadata.get("domain")
+    fr_domain = fr.entry.domain
     if domain and fr_domain and fr_domain != domain and not config.allow_domain_mismatch:
         raise DomainMismatchError(
             f"FR model {name!r} ({role}) was made for {fr_domain!r} images but dataset {dataset!r} "
@@ -254,8 +260,7 @@ class Runner:
 
     # -- building components -------------------------------------------------------------
     def _build(self, component: Component) -> Any:
-        factory = component.entry.load()
-        return factory(options=dict(component.options), device=self.config.device)
+        return component.entry.build(component.options, self.config.device)
 
     def _fr_model(self, component: Component) -> Any:
         key = cache_key(component.fingerprint())
@@ -312,7 +317,7 @@ class Runner:
                 if mplan.quality_fr is not None:
                     self._record(components["fr_models"], mplan.quality_fr)
                 raw, runtime = self._quality(dataset, dataset_part, samples, mplan)
-                quality = oriented(raw, bool(method.entry.metadata.get("higher_is_better", True)))
+                quality = oriented(raw, method.entry.higher_is_better)
                 quality, n_failures = apply_failure_policy(
                     quality,
                     on_failure=self.config.on_failure,

@@ -88,12 +88,12 @@ def test_cache_key_table(change: dict, must_change: set[str]) -> None:
 
 def test_weights_file_content_is_in_the_key(tmp_path: Path) -> None:
     from fiqabench.api import Option
-    from fiqabench.registry import Entry
+    from fiqabench.registry import FRModelSpec
     from fiqabench.runner import Component
 
     weights = tmp_path / "w.bin"
     weights.write_bytes(b"one")
-    entry = Entry("fr_model", "x", "m:a", "p", None, options={"weights": Option(None, "", is_path=True),
+    entry = FRModelSpec(name="x", target="m:a", plugin="p", options={"weights": Option(None, "", is_path=True),
                                                                  "threads": Option(1, "", affects_result=False)})
     first = cache_key(Component(entry, {"weights": str(weights), "threads": 1}).fingerprint())
     assert first == cache_key(Component(entry, {"weights": str(weights), "threads": 8}).fingerprint())

@@ -1,9 +1,5 @@
-r"""Atomic file writes for the report writers.
-
-A report is often regenerated over an old one (``fiqabench report`` after a rerun); writing to a
-temporary file in the same directory and renaming it means a reader, or a LaTeX build that
-``\input``s a table, sees either the old file or the new one, never half of one.
-"""
+"""Table files shared by the LaTeX and Markdown writers (written atomically, see
+:mod:`fiqabench.files`: a report is often regenerated over an old one)."""
 
 from __future__ import annotations
 
@@ -12,27 +8,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from fiqabench.cache import atomic_write_bytes
+from fiqabench.files import atomic_write
 
-__all__ = ["atomic_write", "write_table_files"]
-
-
-def atomic_write(path: str | os.PathLike[str], data: str | bytes) -> Path:
-    r"""Write ``data`` (text is UTF-8 encoded as is) to ``path`` atomically; return the path.
-
-    The parent directory is created if needed; the file gets the usual permissions
-    (:func:`fiqabench.cache.atomic_write_bytes` does the work).
-
-    >>> import tempfile
-    >>> with tempfile.TemporaryDirectory() as tmp:
-    ...     target = atomic_write(Path(tmp) / "sub" / "a.txt", "x\n")
-    ...     _ = atomic_write(target, b"y")
-    ...     (target.read_text(), sorted(p.name for p in target.parent.iterdir()))
-    ('y', ['a.txt'])
-    """
-    path = Path(path)
-    atomic_write_bytes(path, data.encode("utf-8") if isinstance(data, str) else bytes(data))
-    return path
+__all__ = ["write_table_files"]
 
 
 def write_table_files(

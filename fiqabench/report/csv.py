@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fiqabench.report._io import atomic_write
+from fiqabench.files import atomic_write
 from fiqabench.report._schema import limit_key, load
 from fiqabench.report.tables import edc_frame, pauc_wide_frame, results_frame
 

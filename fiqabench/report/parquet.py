@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from fiqabench.errors import ComponentUnavailableError
-from fiqabench.report._io import atomic_write
+from fiqabench.files import atomic_write
 from fiqabench.report._schema import load
 
 __all__ = ["write"]

@@ -21,7 +21,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fiqabench.report._io import atomic_write
+from fiqabench.files import atomic_write
 from fiqabench.report._schema import ERC_CONVENTION, MethodKey, Results, Row, fmr_text, load
 
 if TYPE_CHECKING:

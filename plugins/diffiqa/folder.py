@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from fiqabench.cache import folder_digest
+from fiqabench.files import folder_digest
 from fiqabench.errors import ConfigError, InputFormatError, MissingArtifactError
 
 from .degrade import degrade_lq

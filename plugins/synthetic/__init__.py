@@ -12,16 +12,19 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from fiqabench import Option, hookimpl
+from fiqabench import FRCapabilities, Option, hookimpl
 from fiqabench.api import parse_bool
+from fiqabench.options import integer
 
 from ._meta import DEFAULT_WEIGHTS, GENERATOR_VERSION, MODEL_VERSION, TRAIN_COMMAND
 
 _PILOT = "fiqabench embedded-world pilot (research/embedded-world-pilot.md); benchmarks/embedded_world.md"
 
 
-def _optional_int(text: str) -> int | None:
-    return None if text.strip().lower() in {"", "none", "default"} else int(text)
+def _optional_int(value: str | int) -> int | None:
+    if isinstance(value, str) and value.strip().lower() in {"", "none", "default"}:
+        return None
+    return integer(min=1)(value)
 
 
 #: Each split's shape (``dataset.SPLITS``, which imports numpy; a test keeps the two equal). The
@@ -90,6 +93,12 @@ def fiqabench_register_fr_models(register: Callable[..., None]) -> None:
         domain="synthetic",
         display_name="SynthArcFace",
         reference=_PILOT,
+        # The trunk/head split and the dropout layer before the embedding are built in
+        # (model.py), for SER-FIQ-style methods.
+        capabilities=FRCapabilities(
+            differentiable=True, has_dropout=True, has_trunk_head=True, unnormalised_embedding=True
+        ),
+        cost_ms_per_image=0.5,
         options={
             "weights": Option(
                 str(DEFAULT_WEIGHTS),

@@ -22,7 +22,8 @@ from torch import nn
 
 from fiqabench.api import InputSpace
 from fiqabench.errors import ConfigError, InputFormatError, MissingArtifactError
-from fiqabench.fr import TorchFRModel, file_digest
+from fiqabench.files import file_digest
+from fiqabench.fr import TorchFRModel
 
 from ._meta import DEFAULT_WEIGHTS, MODEL_VERSION, TRAIN_COMMAND
 from .render import IMAGE_SIZE

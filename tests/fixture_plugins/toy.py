@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fiqabench import Comparisons, Option, SampleTable, hookimpl
+from fiqabench import Comparisons, FRCapabilities, Option, SampleTable, hookimpl
 
 N_IDS, PER_ID, SIZE = 20, 10, 16
 
@@ -55,17 +55,35 @@ class ToyDataset:
         return hashlib.sha256(self.images.tobytes()).hexdigest()[:16] + f"-{self.identities}"
 
 
-class ToyFR:
-    name, version, domain, embedding_size = "toy-fr", "1", "toy", 32
+def ToyFR(*, options, device, name="toy-fr", domain="toy", dropout=None):
+    """A random projection of the pixels, as a TorchFRModel (so methods can perturb its input);
+    ``dropout`` puts a dropout layer in its head (SER-FIQ-style test methods)."""
+    import torch
+    from torch import nn
 
-    def __init__(self, *, options, device):
-        rng = np.random.default_rng(int(options.get("projection_seed", 3)))
-        self.projection = rng.normal(size=(SIZE * SIZE * 3, 32))
-        self.weights_digest = "toy"
+    from fiqabench import InputSpace
+    from fiqabench.fr import TorchFRModel
 
-    def embed(self, images):
-        x = images.reshape(len(images), -1).astype(np.float64) / 255.0 - 0.5
-        return (x @ self.projection).astype(np.float32)
+    rng = np.random.default_rng(int(options.get("projection_seed", 3)))
+    projection = nn.Linear(SIZE * SIZE * 3, 32, bias=False)
+    with torch.no_grad():
+        projection.weight.copy_(torch.from_numpy(rng.normal(size=(32, SIZE * SIZE * 3))).float())
+    head = nn.Sequential(nn.Dropout(dropout), nn.Identity()) if dropout else nn.Identity()
+    return TorchFRModel(
+        name=name, version="1", domain=domain, input_space=InputSpace(size=(SIZE, SIZE)), embedding_size=32,
+        trunk=nn.Sequential(nn.Flatten(), projection), head=head, weights_digest="toy", device=device,
+    )
+
+
+def ToyFR112(*, options, device):
+    return ToyFR(options=options, device=device, name="toy-fr-112", domain="aligned-112-face")
+
+
+def ToyDropoutFR(*, options, device):
+    return ToyFR(options=options, device=device, name="toy-dropout-fr", dropout=0.5)
+
+
+TOY_CAPS = FRCapabilities(differentiable=True, has_dropout=False, has_trunk_head=True)
 
 
 class ToyNorm:
@@ -117,12 +135,14 @@ def fiqabench_register_datasets(register):
 
 @hookimpl
 def fiqabench_register_fr_models(register):
-    register("toy-fr", ToyFR, version="1", summary="random projection", domain="toy",
+    register("toy-fr", ToyFR, version="1", summary="random projection", domain="toy", capabilities=TOY_CAPS,
              options={"projection_seed": Option(3, "projection seed", parse=int)})
+    register("toy-dropout-fr", ToyDropoutFR, version="1", summary="random projection, dropout head",
+             domain="toy", capabilities=FRCapabilities(differentiable=True, has_dropout=True, has_trunk_head=True))
     register("toy-weights", "fiqabench_local_plugin_toy:ToyWeightsFR", version="1", summary="needs weights",
              domain="toy", options={"weights": Option("/nonexistent/toy.safetensors", "weight file", is_path=True)})
-    register("toy-fr-112", ToyFR, version="1", summary="declares the aligned-112 domain",
-             domain="aligned-112-face")
+    register("toy-fr-112", ToyFR112, version="1", summary="declares the aligned-112 domain",
+             domain="aligned-112-face", capabilities=TOY_CAPS)
 
 
 @hookimpl
@@ -131,6 +151,8 @@ def fiqabench_register_fiqa_methods(register):
              needs_fr_model="embeddings", domains=("toy",))
     register("toy-nan", ToyNaN, version="1", summary="NaN for some", reference="test", domains=("toy",))
     register("toy-kill", ToyKill, version="1", summary="kills itself", reference="test", domains=("toy",))
+    register("toy-dropout", ToyNorm, version="1", summary="declares it needs dropout", reference="test",
+             needs_fr_model="dropout", domains=("toy",))
 
 
 class ToyDisk(ToyDataset):
@@ -161,13 +183,12 @@ class ToyDisk(ToyDataset):
         return np.stack(out)
 
 
-class ToyWeightsFR(ToyFR):
-    def __init__(self, *, options, device):
-        from fiqabench.errors import MissingArtifactError
+def ToyWeightsFR(*, options, device):
+    from fiqabench.errors import MissingArtifactError
 
-        if not Path(options["weights"]).is_file():
-            raise MissingArtifactError(
-                f"FR model 'toy-weights' needs its weight file {options['weights']}: "
-                "pass --fr-option toy-weights:weights=PATH"
-            )
-        super().__init__(options={}, device=device)
+    if not Path(options["weights"]).is_file():
+        raise MissingArtifactError(
+            f"FR model 'toy-weights' needs its weight file {options['weights']}: "
+            "pass --fr-option toy-weights:weights=PATH"
+        )
+    return ToyFR(options={}, device=device, name="toy-weights")

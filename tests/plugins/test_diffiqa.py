@@ -503,7 +503,7 @@ def test_registration_without_torch_import() -> None:
     reg = Registry(get_plugin_manager(entry_points=False, builtins=("fiqabench_plugins.diffiqa",)))
     entry = reg.get("method", "diffiqa")
     assert entry.label == "DifFIQA" and "IJCB 2023" in entry.reference
-    assert entry.metadata["needs_fr_model"] == "embeddings" and entry.metadata["default_quality_fr_model"] is None
+    assert entry.needs_fr_model == "embeddings" and entry.default_quality_fr_model is None
     assert isinstance(entry.target, str) and entry.target.endswith("method:factory")
     opts = entry.resolve_options({"n": "4", "flip": "false", "sampler": "paper"})
     assert opts["n"] == 4 and opts["flip"] is False and opts["t"] == 5 and opts["forward_term"] is True

@@ -45,11 +45,11 @@ def test_components_are_registered() -> None:
 
     reg = Registry(get_plugin_manager(entry_points=False, builtins=("fiqabench_plugins.synthetic",)))
     test = reg.get("dataset", "synthetic")
-    assert test.metadata["default_fr_model"] == "synthetic-arcface"
-    assert test.metadata["domain"] == "synthetic"
-    assert reg.get("dataset", "synthetic-train").metadata["domain"] == "synthetic"
+    assert test.default_fr_model == "synthetic-arcface"
+    assert test.domain == "synthetic"
+    assert reg.get("dataset", "synthetic-train").domain == "synthetic"
     fr = reg.get("fr_model", "synthetic-arcface")
-    assert fr.label == "SynthArcFace" and fr.metadata["domain"] == "synthetic"
+    assert fr.label == "SynthArcFace" and fr.domain == "synthetic"
     assert fr.unavailable_reason() is None  # the weights ship with fiqabench
     assert reg.get("trainer", "synthetic-fr").options["batch_size"].default == 256
 
