@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from fiqabench.errors import ConfigError
 from fiqabench.files import atomic_write_bytes, atomic_write_text, folder_digest
 
 FORMAT_VERSION = "v1"
+_SHARD_NAME = re.compile(r"part-(\d{9})-(\d{9})\.npz")
 KINDS = ("embeddings", "similarities", "quality")
 
 _CACHEDIR_TAG = (
@@ -92,26 +94,72 @@ class CacheEntry:
     def meta(self) -> dict[str, Any]:
         return json.loads(self.meta_path.read_text())
 
-    def shard_path(self, index: int) -> Path:
-        return self.path / f"part-{index:05d}.npz"
+    # Shards are named by the sample range they hold, ``part-<lo>-<hi>.npz`` (hi exclusive), so
+    # a cache filled with one shard size serves another: a resumed run fills the gaps.
+    def shard_path(self, lo: int, hi: int) -> Path:
+        return self.path / f"part-{lo:09d}-{hi:09d}.npz"
 
-    def has_shard(self, index: int) -> bool:
-        return self.shard_path(index).is_file()
+    def shard_ranges(self) -> list[tuple[int, int]]:
+        """The ``(lo, hi)`` ranges of the shards present, sorted."""
+        if not self.path.is_dir():
+            return []
+        ranges = []
+        for file in self.path.glob("part-*-*.npz"):
+            match = _SHARD_NAME.fullmatch(file.name)
+            if match:
+                ranges.append((int(match.group(1)), int(match.group(2))))
+        return sorted(ranges)
 
-    def write_shard(self, index: int, arrays: Mapping[str, np.ndarray]) -> None:
+    def missing_ranges(self, n_items: int, shard_size: int) -> list[tuple[int, int]]:
+        """The ranges still to compute, as shards of at most ``shard_size`` items.
+
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     entry = CacheEntry(Path(tmp))
+        ...     entry.write_shard(3, 5, {"x": np.zeros(2)})
+        ...     entry.missing_ranges(9, 2)
+        [(0, 2), (2, 3), (5, 7), (7, 9)]
+        """
+        missing, position = [], 0
+        for lo, hi in [*self.tiling(n_items, strict=False), (n_items, n_items)]:
+            for start in range(position, lo, shard_size):
+                missing.append((start, min(lo, start + shard_size)))
+            position = max(position, hi)
+        return missing
+
+    def tiling(self, n_items: int, *, strict: bool) -> list[tuple[int, int]]:
+        """Non-overlapping shards covering ``[0, n_items)`` from left to right (the first that
+        starts at each position; shards of another geometry left by a concurrent writer are
+        skipped); with ``strict``, a gap is an error."""
+        chosen, position = [], 0
+        for lo, hi in self.shard_ranges():
+            if lo == position and hi <= n_items:
+                chosen.append((lo, hi))
+                position = hi
+            elif lo > position and not strict and hi <= n_items:
+                chosen.append((lo, hi))
+                position = hi
+        if strict and position != n_items:
+            raise ConfigError(f"cache entry {self.path}: shards cover [0, {position}) of {n_items} items")
+        return chosen
+
+    def has_all(self, n_items: int) -> bool:
+        return not self.missing_ranges(n_items, max(1, n_items))
+
+    def write_shard(self, lo: int, hi: int, arrays: Mapping[str, np.ndarray]) -> None:
         import io
 
         buffer = io.BytesIO()
         np.savez(buffer, **{k: np.asarray(v) for k, v in arrays.items()})
-        atomic_write_bytes(self.shard_path(index), buffer.getvalue())
+        atomic_write_bytes(self.shard_path(lo, hi), buffer.getvalue())
 
-    def read_shard(self, index: int) -> dict[str, np.ndarray]:
-        with np.load(self.shard_path(index), allow_pickle=False) as data:
+    def read_shard(self, lo: int, hi: int) -> dict[str, np.ndarray]:
+        with np.load(self.shard_path(lo, hi), allow_pickle=False) as data:
             return {name: data[name] for name in data.files}
 
-    def read_shards(self, count: int) -> dict[str, np.ndarray]:
-        """Concatenate shards ``0..count-1`` array by array."""
-        parts = [self.read_shard(i) for i in range(count)]
+    def read_shards(self, n_items: int) -> dict[str, np.ndarray]:
+        """Concatenate the shards that tile ``[0, n_items)``, array by array."""
+        parts = [self.read_shard(lo, hi) for lo, hi in self.tiling(n_items, strict=True)]
         if not parts:
             return {}
         return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}

@@ -75,6 +75,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help="run FR models on datasets outside their declared domain")
     run.add_argument("--formats", help="comma-separated report formats (default: all available)")
     run.add_argument("--config", metavar="FILE.toml", help="settings file; flags override it")
+    run.add_argument("--dry-run", action="store_true",
+                     help="print the tasks with cached and missing shards and an estimate of the time left, then exit")
+    run.add_argument("--executor", choices=("local", "ray"), help="where shards run (default local)")
+    run.add_argument("--devices", help="comma-separated devices, one worker each (e.g. cuda:0,cuda:1)")
+    run.add_argument("--ray-address", metavar="ADDR", help="Ray cluster to join (default: start a local one)")
 
     ev = sub.add_parser("evaluate", help="evaluate your own comparison and quality scores")
     _common(ev, suppress=True)
@@ -111,7 +116,10 @@ def build_parser() -> argparse.ArgumentParser:
     tr = sub.add_parser("train", help="train a model (e.g. the embedded FR model, the DifFIQA DDPM)")
     _common(tr, suppress=True)
     tr.add_argument("name", help="trainer name (fiqabench list trainers)")
-    tr.add_argument("--dataset", help="shortcut for --option dataset=NAME")
+    tr.add_argument("--dataset", help="registered dataset to train on (trainers that take one; see fiqabench list trainers)")
+    tr.add_argument("--dataset-option", action="append", metavar="KEY=VALUE", help="option of that dataset (repeatable)")
+    tr.add_argument("--fr-model", help="registered FR model the trainer builds on (trainers that take one)")
+    tr.add_argument("--fr-option", action="append", metavar="KEY=VALUE", help="option of that FR model (repeatable)")
     tr.add_argument("--option", action="append", metavar="KEY=VALUE", help="trainer option (repeatable)")
     tr.add_argument("--config", metavar="FILE.toml", help="trainer options as a TOML table")
     tr.add_argument("--output", required=True, metavar="PATH", help="weight file to write")
@@ -132,7 +140,7 @@ def _registry(args: argparse.Namespace) -> Any:
 def _progress_factory(quiet: bool, unit: str = "img") -> Any:
     """Progress bars on stderr (rate and ETA); ``unit`` is what ``total`` counts."""
     if quiet:
-        from fiqabench.runner import null_progress
+        from fiqabench.executors import null_progress
 
         return null_progress
     from tqdm import tqdm
@@ -162,7 +170,9 @@ def _output_dir(path: Path) -> Path:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from fiqabench.config import load_toml, merge, parse_component_options, parse_floats, split_names
-    from fiqabench.runner import Runner, build_plan, write_outputs
+    from fiqabench.executors import make_executor
+    from fiqabench.outputs import write_outputs
+    from fiqabench.runner import Runner, build_plan, format_dry_run
 
     base = load_toml(args.config) if args.config else {}
     overrides = {
@@ -180,6 +190,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         "template_quality": args.template_quality,
         "allow_domain_mismatch": args.allow_domain_mismatch,
         "formats": split_names(args.formats),
+        "executor": args.executor,
+        "devices": split_names(args.devices),
+        "ray_address": args.ray_address,
         "method_options": parse_component_options(args.method_option, "--method-option"),
         "dataset_options": parse_component_options(args.dataset_option, "--dataset-option"),
         "fr_options": parse_component_options(args.fr_option, "--fr-option"),
@@ -189,9 +202,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     for name in config.formats or ():
         registry.get("format", name)
     plan = build_plan(registry, config)
-    _check_device(config.device)
+    for device in config.devices or [config.device]:
+        _check_device(device)
+    executor = make_executor(config.executor, registry, config.devices or [config.device],
+                             address=config.ray_address) if config.executor != "local" else None
+    runner = Runner(registry, config, progress=_progress_factory(args.quiet), executor=executor)
+    if args.dry_run:
+        print(format_dry_run(runner.dry_run(plan)))
+        return 0
     out_dir = _output_dir(Path(config.output) if config.output else _default_output())
-    runner = Runner(registry, config, progress=_progress_factory(args.quiet))
     result = runner.run(plan)
     written = write_outputs(registry, result, out_dir, config.formats)
     _print_summary(result["document"], out_dir, len(written), args.quiet)
@@ -230,7 +249,7 @@ def _print_summary(document: dict[str, Any], out_dir: Path, n_files: int, quiet:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from fiqabench.config import RunConfig, parse_floats, split_names
     from fiqabench.evaluate_csv import evaluate_files
-    from fiqabench.runner import write_outputs
+    from fiqabench.outputs import write_outputs
 
     limits = parse_floats(args.discard_limits, "--discard-limits")
     RunConfig(fmr=args.fmr, discard_limits=limits).validate()  # the same checks as `run`
@@ -322,8 +341,8 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from fiqabench.outputs import write_reports
     from fiqabench.results import load_results
-    from fiqabench.runner import write_reports
 
     document = load_results(args.run_dir)
     run_dir = Path(args.run_dir)
@@ -333,13 +352,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     formats = args.format
     for name in formats or ():
         registry.get("format", name)
-    try:
-        written = write_reports(registry, document, out_dir, formats)
-    except InputFormatError as exc:
-        if exc.path != "results.json":
-            raise
-        # the writers check the document without knowing its file: name the file the user gave
-        raise InputFormatError(source, exc.line, exc.field, exc.message) from exc
+    written = write_reports(registry, document, out_dir, formats, source=str(source))
     for path in written:
         print(path)
     return 0
@@ -370,26 +383,52 @@ def cmd_cache(args: argparse.Namespace) -> int:
     return 0
 
 
+def _key_values(values: list[str] | None, flag: str) -> dict[str, str]:
+    given: dict[str, str] = {}
+    for item in values or ():
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip():
+            raise ConfigError(f"{flag} {item!r}: expected KEY=VALUE")
+        given[key.strip()] = value
+    return given
+
+
 def cmd_train(args: argparse.Namespace) -> int:
+    """Options from --config and --option; the dataset and FR model the trainer takes are resolved
+    from the same registry as ``run`` (plugins from --plugins-dir included), checked and built
+    here, and handed to the trainer."""
     from fiqabench.config import check_device_name, load_toml_table
 
     check_device_name(args.device)
     registry = _registry(args)
     entry = registry.get("trainer", args.name)
     given: dict[str, Any] = dict(load_toml_table(args.config)) if args.config else {}
-    for item in args.option or ():
-        key, eq, value = item.partition("=")
-        if not eq:
-            raise ConfigError(f"--option {item!r}: expected KEY=VALUE")
-        given[key.strip()] = value
-    if args.dataset:
-        given["dataset"] = args.dataset
+    given.update(_key_values(args.option, "--option"))
     options = entry.resolve_options(given)
+    inputs: dict[str, Any] = {}
+    for kind, flag, name, option_flag, option_values in (
+        ("dataset", "--dataset", args.dataset, "--dataset-option", args.dataset_option),
+        ("fr_model", "--fr-model", args.fr_model, "--fr-option", args.fr_option),
+    ):
+        if kind not in entry.inputs:
+            if name or option_values:
+                raise ConfigError(f"trainer {entry.name!r} takes no {flag}")
+            continue
+        name = name or entry.inputs[kind]
+        if name is None:
+            continue  # optional input left out: the trainer has another source (an option)
+        component = registry.get(kind, name)
+        component_options = component.resolve_options(_key_values(option_values, option_flag))
+        reason = component.unavailable_reason(component_options)
+        if reason:
+            raise ConfigError(f"{flag} {name}: unavailable: {reason}")
+        inputs[kind] = (component, component_options)
     _check_device(args.device)
     train = entry.load()
+    built = {kind: spec.build(opts, args.device) for kind, (spec, opts) in inputs.items()}
     # Trainers count their own units (steps, images): the bar says "it".
     progress = None if args.quiet else _progress_factory(False, unit="it")
-    path = train(options=options, device=args.device, output=Path(args.output), progress=progress)
+    path = train(options=options, device=args.device, output=Path(args.output), progress=progress, **built)
     print(f"wrote {path}")
     return 0
 

@@ -4,7 +4,7 @@ Flags win over the file. The TOML keys are the flag names with underscores::
 
     methods = ["diffiqa", "cr-fiqa"]
     datasets = ["lfw"]
-    fr_models = ["arcface-r100"]
+    fr_models = ["arcface"]
     fmr = 1e-3
     discard_limits = [0.2, 0.3]
     [method_options.diffiqa]
@@ -55,6 +55,10 @@ class RunConfig:
     allow_domain_mismatch: bool = False
     template_quality: str | None = None
     formats: list[str] | None = None
+    #: ``local`` (this host) or ``ray``; ``devices``: one worker per device (default: ``device``)
+    executor: str = "local"
+    devices: list[str] | None = None
+    ray_address: str | None = None
     method_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     dataset_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     fr_options: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -79,6 +83,10 @@ class RunConfig:
         if self.template_quality not in (None, "min", "mean"):
             raise ConfigError(f"--template-quality must be min or mean, got {self.template_quality!r}")
         check_device_name(self.device)
+        for device in self.devices or ():
+            check_device_name(device)
+        if self.executor not in ("local", "ray"):
+            raise ConfigError(f"--executor must be local or ray, got {self.executor!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -126,7 +134,7 @@ _TOML_TYPES: dict[str, str] = {
     "methods": "names", "datasets": "names", "fr_models": "names", "formats": "names",
     "output": "str", "cache_dir": "str", "device": "str", "on_failure": "str", "template_quality": "str",
     "fmr": "number", "discard_limits": "numbers", "batch_size": "int", "seed": "int",
-    "allow_domain_mismatch": "bool",
+    "allow_domain_mismatch": "bool", "executor": "str", "devices": "names", "ray_address": "str",
     "method_options": "options", "dataset_options": "options", "fr_options": "options",
 }
 

@@ -22,8 +22,7 @@ from fiqabench.errors import InputFormatError, MetricInputError
 from fiqabench.evaluation import (
     ProtocolScores,
     apply_failure_policy,
-    evaluate_quality,
-    quality_histogram,
+    result_row,
 )
 from fiqabench.results import make_document
 
@@ -212,17 +211,11 @@ def evaluate_files(
             quality, n_failures = apply_failure_policy(
                 quality, on_failure=on_failure, method=method, dataset=dataset, ids=ids
             )
-            fields, _ = evaluate_quality(protocol, quality, discard_limits)
-            row = {
-                "dataset": dataset, "dataset_label": dataset,
-                "fr_model": fr_model, "fr_model_label": fr_model,
-                "method": method, "method_label": method, "method_version": None,
-                "quality_fr_model": None,
-            }
-            row.update(fields)
-            row["n_failures"] = n_failures
-            row["runtime_ms_per_image"] = None
-            row["quality_histogram"] = quality_histogram(quality)
+            row = result_row(
+                protocol, quality, discard_limits, dataset=dataset, fr_model=fr_model, method=method, labels={},
+                method_version=None, quality_fr_model=None, n_failures=n_failures, runtime=None,
+                sample_quality=quality,
+            )
             rows.append(row)
     config = {
         "command": "evaluate",

@@ -14,17 +14,9 @@ import numpy as np
 
 from fiqabench.errors import MethodFailure, MetricInputError
 from fiqabench.metrics import EDCCurve, edc, fmr_threshold, pair_quality, pauc
+from fiqabench.results import limit_key
 
 HISTOGRAM_BINS = 50
-
-
-def limit_key(limit: float) -> str:
-    """How discard limits key the ``pauc`` objects of ``results.json``.
-
-    >>> limit_key(0.3), limit_key(0.20), limit_key(1.0)
-    ('0.3', '0.2', '1')
-    """
-    return format(float(limit), "g")
 
 
 @dataclass(frozen=True)
@@ -187,3 +179,36 @@ def row_identity(
         "method_version": method_version,
         "quality_fr_model": quality_fr_model,
     }
+
+
+def result_row(
+    protocol: ProtocolScores,
+    item_quality: np.ndarray,
+    limits: Sequence[float],
+    *,
+    dataset: str,
+    fr_model: str,
+    method: str,
+    labels: Mapping[str, str],
+    method_version: str | None,
+    quality_fr_model: str | None,
+    n_failures: int,
+    runtime: Mapping[str, Any] | None,
+    sample_quality: np.ndarray,
+    template_quality_rule: str | None = None,
+) -> dict[str, Any]:
+    """One row of ``results.json`` (see :mod:`fiqabench.results`): the one builder used by
+    ``fiqabench run`` and ``fiqabench evaluate``, so both give identical rows.
+
+    ``item_quality`` is per compared item (samples, or templates); ``sample_quality`` is per
+    image, for the histogram.
+    """
+    fields, _ = evaluate_quality(protocol, item_quality, [float(x) for x in limits])
+    row = row_identity(dataset=dataset, fr_model=fr_model, method=method, labels=labels,
+                       method_version=method_version, quality_fr_model=quality_fr_model)
+    row.update(fields)
+    row["n_failures"] = n_failures
+    row["template_quality_rule"] = template_quality_rule
+    row["runtime_ms_per_image"] = dict(runtime) if runtime is not None else None
+    row["quality_histogram"] = quality_histogram(sample_quality)
+    return row

@@ -38,8 +38,12 @@ def fiqabench_register_fr_models(register: RegisterCallback) -> None:
     """Register face recognition models.
 
     Called once per process, when the registry is first built. Each call
-    ``register(name, target, *, version, summary, domain, options={}, reference="",
-    display_name=None, availability=None)`` adds one model. ``target`` is a ``"module:attr"``
+    ``register(name, target, *, version, summary, domain, capabilities=None, options={},
+    reference="", display_name=None, availability=None, cost_ms_per_image=None)`` adds one model
+    (:class:`fiqabench.registry.FRModelSpec`). ``capabilities`` (an
+    :class:`fiqabench.api.FRCapabilities`, or a function of the resolved options returning one)
+    says what methods may ask of the model: input gradients, a dropout layer, a trunk/head split;
+    the plan refuses a method whose need is not met, and the built model must report the same. ``target`` is a ``"module:attr"``
     string (or a callable) for a factory ``factory(*, options, device)`` that returns a
     :class:`fiqabench.api.FaceRecognitionModel`. ``domain`` names the images the model was made
     for (``"aligned-112-face"``, ``"synthetic"``); a dataset of another domain is refused unless
@@ -49,10 +53,11 @@ def fiqabench_register_fr_models(register: RegisterCallback) -> None:
 
     Example::
 
-        register("arcface-r100", "fiqabench_plugins.fr_models.onnx:build_arcface",
-                 version="1", summary="ArcFace iResNet100 from an ONNX file",
+        register("my-arcface", "my_lab.models:build_arcface",
+                 version="1", summary="ArcFace iResNet100 from our lab's checkpoint",
                  domain="aligned-112-face",
-                 options={"weights": Option(None, "path to the .onnx file", is_path=True)})
+                 capabilities=FRCapabilities(differentiable=True, has_trunk_head=True),
+                 options={"weights": Option(None, "path to the .pth file", is_path=True)})
     """
 
 
@@ -63,7 +68,9 @@ def fiqabench_register_fiqa_methods(register: RegisterCallback) -> None:
     Called once per process, when the registry is first built. Each call
     ``register(name, target, *, version, summary, reference, needs_fr_model="none",
     higher_is_better=True, domains=None, default_quality_fr_model=None, options={},
-    display_name=None, availability=None)`` adds one method. ``target`` builds a
+    display_name=None, availability=None, cost_ms_per_image=None)`` adds one method
+    (:class:`fiqabench.registry.MethodSpec`); ``needs_fr_model`` may be a function of the resolved
+    options, and ``cost_ms_per_image`` (a rough CPU figure) sizes shards until a runtime is recorded. ``target`` builds a
     :class:`fiqabench.api.FIQAMethod` via ``factory(*, options, device)``. ``reference`` is the
     paper (with section or equation). ``needs_fr_model`` is one of :data:`fiqabench.api.FRNeed`;
     every method that needs one gets a ``quality_fr_model`` option whose default is
@@ -103,8 +110,9 @@ def fiqabench_register_report_writers(register: RegisterCallback) -> None:
 
     Called once per process, when the registry is first built. Each call
     ``register(name, target, *, summary, version="1")`` adds one format; ``target`` is a
-    function ``writer(results: dict, out_dir: pathlib.Path) -> list[pathlib.Path]`` that reads the
-    parsed ``results.json`` document alone and returns the files it wrote.
+    function ``writer(results: fiqabench.results.Results, out_dir: pathlib.Path) ->
+    list[pathlib.Path]`` that reads the parsed, checked ``results.json`` alone and returns the
+    files it wrote.
 
     Example::
 
@@ -117,13 +125,16 @@ def fiqabench_register_trainers(register: RegisterCallback) -> None:
     """Register training jobs for ``fiqabench train NAME``.
 
     Called once per process, when the registry is first built. Each call
-    ``register(name, target, *, version, summary, options={})`` adds one job; ``target`` is a
-    function ``train(*, options, device, output, progress) -> pathlib.Path`` that trains and
-    writes a weight file (resuming from checkpoints next to ``output``) and returns its path.
+    ``register(name, target, *, version, summary, options={}, inputs={})`` adds one job; ``target``
+    is a function ``train(*, options, device, output, progress, **inputs) -> pathlib.Path`` that
+    trains and writes a weight file (resuming from checkpoints next to ``output``) and returns its
+    path. ``inputs`` maps ``"dataset"``/``"fr_model"`` to a default name (None: none by default):
+    the CLI resolves ``--dataset NAME``/``--fr-model NAME`` with their options from the registry,
+    builds them, and passes them as ``dataset=``/``fr_model=``.
 
     Example::
 
         register("diffiqa-ddpm", "fiqabench_plugins.diffiqa.train:train", version="1",
                  summary="extended DDPM training of DifFIQA",
-                 options={"dataset": Option("synthetic-train", "dataset to train on")})
+                 inputs={"dataset": "synthetic-train"})
     """

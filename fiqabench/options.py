@@ -149,8 +149,8 @@ def resolve(
             known = ", ".join(sorted(options)) or "none"
             raise ConfigError(f"{kind} {name!r} has no option {key!r} (options: {known})")
         option = options[key]
-        if raw is None:
-            continue
+        if raw is None or _is_default(raw, option.default):
+            continue  # already valid: resolving resolved options again (a worker, build()) is a no-op
         try:
             value = option.parse(raw)
         except (TypeError, ValueError) as exc:
@@ -159,3 +159,10 @@ def resolve(
             raise ConfigError(f"option {name}:{key}={raw!r}: expected one of {', '.join(map(str, option.choices))}")
         resolved[key] = value
     return resolved
+
+
+def _is_default(value: Any, default: Any) -> bool:
+    try:
+        return type(value) is type(default) and bool(value == default)
+    except Exception:  # values whose == is not a bool (arrays)
+        return False

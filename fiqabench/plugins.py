@@ -19,6 +19,7 @@ import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pluggy
 
@@ -58,6 +59,9 @@ class PluginSet:
     failures: list[PluginFailure] = field(default_factory=list)
     #: plugin name -> "distribution version" for plugins that came from installed packages.
     distributions: dict[str, str] = field(default_factory=dict)
+    #: The arguments that rebuild the same plugin set in another process (a worker of a local
+    #: or Ray executor): plain data, with the environment's settings already applied.
+    recipe: dict[str, Any] = field(default_factory=dict)
 
 
 def _blocked_from_env() -> set[str]:
@@ -82,6 +86,8 @@ def get_plugin_manager(
     pm.add_hookspecs(hookspecs)
     result = PluginSet(pm)
     blocked_names = set(blocked) if blocked is not None else _blocked_from_env()
+    builtins = tuple(builtins)
+    given_dirs = [str(d) for d in [*plugins_dirs, *_plugins_dirs_from_env()]]
     for name in blocked_names:
         pm.set_blocked(name)
 
@@ -96,7 +102,7 @@ def get_plugin_manager(
         pm.register(module, name=module_name)
         result.distributions[module_name] = _own_distribution()
 
-    for directory in [*plugins_dirs, *_plugins_dirs_from_env()]:
+    for directory in given_dirs:
         path = Path(directory)
         if not path.is_dir():
             raise ConfigError(f"--plugins-dir {directory}: not a directory")
@@ -120,6 +126,12 @@ def get_plugin_manager(
         entry_points = os.environ.get("FIQABENCH_DISABLE_PLUGIN_AUTOLOAD", "") not in {"1", "true"}
     if entry_points:
         _load_entry_points(pm, result, blocked_names)
+    result.recipe = {
+        "entry_points": bool(entry_points),
+        "plugins_dirs": [str(Path(d).resolve()) for d in given_dirs],
+        "builtins": builtins,
+        "blocked": sorted(blocked_names),
+    }
 
     try:
         pm.check_pending()

@@ -139,8 +139,9 @@ class ComponentSpec:
             return f"availability check failed: {exc}"
 
     def build(self, options: Mapping[str, Any], device: str) -> Any:
-        """Call the factory and check the result against the kind's Protocol."""
-        component = self.load()(options=dict(options), device=device)
+        """Call the factory with the options resolved (defaults filled in, values checked) and
+        check the result against the kind's Protocol."""
+        component = self.load()(options=self.resolve_options(options), device=device)
         protocol = _PROTOCOLS.get(self.kind)
         if protocol is not None:
             missing = [name for name in _protocol_members(protocol) if not hasattr(component, name)]

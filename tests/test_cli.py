@@ -58,7 +58,7 @@ def test_nan_fails_the_run_by_default_and_keeps_the_cache(tmp_path: Path) -> Non
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith("fiqabench: error: method 'toy-nan' returned NaN")
     assert "--on-failure lowest" in result.stderr
-    assert list((tmp_path / "cache").rglob("part-00000.npz")), "finished shards stay cached"
+    assert list((tmp_path / "cache").rglob("part-*.npz")), "finished shards stay cached"
 
 
 def _one_line_error(result: subprocess.CompletedProcess, *fragments: str) -> None:

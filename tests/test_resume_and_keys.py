@@ -32,7 +32,7 @@ def test_kill_9_then_resume_gives_the_uninterrupted_numbers(tmp_path: Path) -> N
     assert killed.returncode == -9 and marker.exists()
     assert not (tmp_path / "out" / "results.json").exists()
     shards = sorted((tmp_path / "cache").rglob("toy-kill@1/*/part-*.npz"))
-    assert [p.name for p in shards] == ["part-00000.npz"]
+    assert [p.name for p in shards] == ["part-000000000-000000050.npz"]
     first_shard = shards[0].stat().st_mtime_ns
     assert not list((tmp_path / "cache").rglob("toy-kill@1/*/meta.json")), "incomplete entry has no marker"
     resumed = run_cli(*args, env=env)
@@ -50,15 +50,9 @@ def test_kill_9_then_resume_gives_the_uninterrupted_numbers(tmp_path: Path) -> N
 def _keys(config: RunConfig) -> dict[str, str]:
     """Cache keys of the toy run's embeddings and qualities under ``config``."""
     registry = Registry(get_plugin_manager(entry_points=False, plugins_dirs=[FIXTURE_PLUGINS]))
-    plan = build_plan(registry, config)
-    runner = Runner(registry, config)
-    dplan = plan.datasets[0]
-    dataset = runner._build(dplan.component)
-    dataset_part = {"dataset": dplan.component.fingerprint(), "manifest": dataset.manifest_digest()}
-    fr = dplan.fr_models[0]
-    keys = {"embeddings": cache_key(Runner._embedding_key_payload(fr, dataset_part, False))}
-    for mplan in dplan.methods:
-        keys[mplan.component.name] = cache_key(Runner.quality_key_payload(mplan, dataset_part, config.seed))
+    tasks = Runner(registry, config).tasks(build_plan(registry, config))
+    keys = {"embeddings": next(t.key for t in tasks if t.kind == "embed")}
+    keys.update({t.method["name"]: t.key for t in tasks if t.kind == "quality"})
     return keys
 
 
@@ -77,6 +71,7 @@ BASE = {"datasets": ["toy"], "methods": ["random", "toy-norm"]}
         ({"output": "/elsewhere"}, set()),
         ({"cache_dir": "/elsewhere"}, set()),
         ({"fmr": 0.01, "discard_limits": [0.1]}, set()),
+        ({"devices": ["cpu", "cpu"], "executor": "ray"}, set()),
     ],
 )
 def test_cache_key_table(change: dict, must_change: set[str]) -> None:
@@ -113,3 +108,49 @@ def test_weights_file_content_is_in_the_key(tmp_path: Path) -> None:
     assert "missing" not in str(Component(entry, {"weights": str(folder)}).fingerprint())
     (folder / "sub" / "b.jpg").write_bytes(b"b")
     assert before != cache_key(Component(entry, {"weights": str(folder), "threads": 1}).fingerprint())
+
+
+def test_a_cache_filled_with_one_shard_size_serves_another(tmp_path: Path) -> None:
+    args = toy_run_args(tmp_path, "--batch-size", "25", "--formats", "csv", methods="random,toy-norm")
+    first = run_cli(*args, env={"FIQABENCH_SHARD_SIZE": "50"})
+    assert first.returncode == 0, first.stderr
+    for size in ("30", "1000"):
+        dry = run_cli(*args, "--dry-run", env={"FIQABENCH_SHARD_SIZE": size})
+        assert dry.returncode == 0, dry.stderr
+        rows = [line.split() for line in dry.stdout.splitlines()[1:-1]]
+        assert rows and all(row[4] == "0" for row in rows), dry.stdout  # no image left to compute
+
+
+def test_killed_diffiqa_run_resumes_computing_only_the_missing_samples(tmp_path: Path) -> None:
+    """DifFIQA on a reduced embedded benchmark, killed after its first shards are written."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    args = ["run", "--datasets", "synthetic", "--methods", "diffiqa", "--dataset-option", "synthetic:identities=20",
+            "--dataset-option", "synthetic:non_mated=20000", "--method-option", "diffiqa:n=1",
+            "--batch-size", "10", "--formats", "csv", "--output", str(tmp_path / "out"),
+            "--cache-dir", str(tmp_path / "cache"), "-q"]
+    env = {**os.environ, "FIQABENCH_SHARD_SIZE": "10"}
+    process = subprocess.Popen([sys.executable, "-m", "fiqabench", *args], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    pattern = "quality/*/diffiqa@*/*/part-*.npz"
+    deadline = time.monotonic() + 300
+    while not list((tmp_path / "cache").rglob(pattern)) and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    kept = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "cache").rglob(pattern)}
+    assert 1 <= len(kept) < 20, "killed after the first shards and before the last"
+    assert not list((tmp_path / "cache").rglob("quality/*/diffiqa@*/*/meta.json"))
+
+    dry = run_cli(*args, "--dry-run", env={"FIQABENCH_SHARD_SIZE": "10"})
+    quality_row = next(line.split() for line in dry.stdout.splitlines() if line.startswith("quality"))
+    assert int(quality_row[4]) == 200 - 10 * len(kept), dry.stdout  # only the missing samples are left
+
+    resumed = run_cli(*args, env={"FIQABENCH_SHARD_SIZE": "10"})
+    assert resumed.returncode == 0, resumed.stderr
+    after = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "cache").rglob(pattern)}
+    assert len(after) == 20 and all(after[name] == mtime for name, mtime in kept.items()), "finished shards reused"

@@ -24,7 +24,7 @@ def write_table_files(
 
     Shared by the LaTeX and Markdown writers; ``results`` is the parsed ``results.json``.
     """
-    from fiqabench.report._schema import limit_key, load
+    from fiqabench.results import limit_key, parse as load
 
     view = load(results)
     tables_dir = Path(out_dir) / "tables"

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fiqabench.files import atomic_write
-from fiqabench.report._schema import limit_key, load
+from fiqabench.results import limit_key, parse as load
 from fiqabench.report.tables import edc_frame, pauc_wide_frame, results_frame
 
 if TYPE_CHECKING:

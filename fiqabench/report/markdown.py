@@ -13,7 +13,7 @@ from typing import Any
 from tabulate import tabulate
 
 from fiqabench.report._io import write_table_files
-from fiqabench.report._schema import ERC_CONVENTION, MethodKey, Results, fmr_text, limit_key, load
+from fiqabench.results import ERC_CONVENTION, MethodKey, Results, fmr_text, limit_key, parse as load
 from fiqabench.report.tables import AVG, DECIMALS, PaucTable, format_ms, pauc_tables, runtime_table
 
 __all__ = ["escape_markdown", "render_pauc", "render_runtime", "write"]

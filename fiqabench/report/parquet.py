@@ -14,7 +14,7 @@ from typing import Any
 
 from fiqabench.errors import ComponentUnavailableError
 from fiqabench.files import atomic_write
-from fiqabench.report._schema import load
+from fiqabench.results import parse as load
 
 __all__ = ["write"]
 

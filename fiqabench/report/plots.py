@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fiqabench.files import atomic_write
-from fiqabench.report._schema import ERC_CONVENTION, MethodKey, Results, Row, fmr_text, load
+from fiqabench.results import ERC_CONVENTION, MethodKey, Results, Row, fmr_text, parse as load
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

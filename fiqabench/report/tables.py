@@ -20,7 +20,7 @@ from typing import Any
 
 import pandas as pd
 
-from fiqabench.report._schema import MethodKey, Results, limit_key, load
+from fiqabench.results import MethodKey, Results, limit_key, parse as load
 
 __all__ = [
     "AVG",

@@ -92,7 +92,6 @@ METHOD_OPTIONS: dict[str, Option] = {
 }
 
 TRAINER_OPTIONS: dict[str, Option] = {
-    "dataset": Option("synthetic-train", "registered dataset whose images train the DDPM"),
     "unet_config": Option("embedded", "UNet architecture", str, choices=("embedded", "official")),
     "steps": Option(10000, "optimizer steps (official: 100,000)", _positive_int),
     "batch_size": Option(64, "images per optimizer step (official: 16 x 4 accumulation = 64)", _positive_int),
@@ -161,4 +160,6 @@ def fiqabench_register_trainers(register: Any) -> None:
         version=TRAINER_VERSION,
         summary="extended DDPM training of DifFIQA (paper §3.3): degraded/clean mixing, x0 target",
         options=TRAINER_OPTIONS,
+        # --dataset NAME (default synthetic-train) unless the option images=DIR names a folder
+        inputs={"dataset": "synthetic-train"},
     )

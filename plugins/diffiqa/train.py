@@ -296,7 +296,8 @@ def train_on_images(
     module docstring."""
     from . import TRAINER_OPTIONS
 
-    opts = {key: opt.default for key, opt in TRAINER_OPTIONS.items()}
+    # "dataset" names the source in resume checks and pool keys (the trainer input, not an option)
+    opts: dict[str, Any] = {key: opt.default for key, opt in TRAINER_OPTIONS.items()} | {"dataset": None}
     opts.update(options)
     opts["images"] = str(opts["images"]) if opts.get("images") else None
     device = torch.device(device)
@@ -463,13 +464,11 @@ def train(
     device: torch.device | str = "cpu",
     output: Path,
     progress: Callable[[int, str], Any] | None = None,
+    dataset: Any = None,
 ) -> Path:
     """The registered trainer ``diffiqa-ddpm``: trains on the folder ``options['images']`` if given,
-    else loads ``options['dataset']`` through the registry, and calls :func:`train_on_images`.
-    Writes ``output`` (safetensors, online + EMA weights)."""
-    from fiqabench.plugins import get_plugin_manager
-    from fiqabench.registry import Registry
-
+    else on ``dataset`` (built by the CLI from ``--dataset NAME``, default synthetic-train), and
+    calls :func:`train_on_images`. Writes ``output`` (safetensors, online + EMA weights)."""
     if options.get("images"):
         config = UNetConfig.named(str(options.get("unet_config", "embedded")))
         return train_on_images(
@@ -479,10 +478,8 @@ def train(
             output=Path(output),
             progress=progress,
         )
-    dataset_name = str(options.get("dataset", "synthetic-train"))
-    registry = Registry(get_plugin_manager(entry_points=False))
-    entry = registry.get("dataset", dataset_name)
-    dataset = entry.load()(options=entry.resolve_options({}), device="cpu")
+    if dataset is None:
+        raise ConfigError("diffiqa-ddpm needs images: --dataset NAME or --option images=DIR")
     count = len(dataset.samples())
     limit = int(options.get("max_images", 0) or 0)
     if limit > 0:
@@ -491,9 +488,9 @@ def train(
     images = np.concatenate(chunks)
     return train_on_images(
         images,
-        options=options,
+        options={**options, "dataset": dataset.name},
         device=device,
         output=Path(output),
         progress=progress,
-        dataset_digest=f"{dataset_name}@{entry.version}:{dataset.manifest_digest()}",
+        dataset_digest=f"{dataset.name}@{dataset.version}:{dataset.manifest_digest()}",
     )

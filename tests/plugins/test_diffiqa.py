@@ -513,7 +513,7 @@ def test_registration_without_torch_import() -> None:
         entry.resolve_options({"t": "0"})
     trainer = reg.get("trainer", "diffiqa-ddpm")
     assert trainer.target == "fiqabench_plugins.diffiqa.train:train"
-    assert trainer.resolve_options({})["dataset"] == "synthetic-train"
+    assert trainer.inputs == {"dataset": "synthetic-train"} and "dataset" not in trainer.options
     code = "import sys, fiqabench_plugins.diffiqa; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
@@ -607,7 +607,7 @@ def test_tiny_training_run_resumes_exactly(tmp_path: Path) -> None:
 def test_registered_trainer_reads_synthetic_train_through_the_registry(tmp_path: Path) -> None:
     from fiqabench.plugins import get_plugin_manager
     from fiqabench.registry import Registry
-    from fiqabench.runner import null_progress
+    from fiqabench.executors import null_progress
 
     reg = Registry(get_plugin_manager(entry_points=False))
     try:
@@ -622,7 +622,9 @@ def test_registered_trainer_reads_synthetic_train_through_the_registry(tmp_path:
         bars.append((total, desc))
         return null_progress(total, desc)
 
-    path = entry.load()(options=options, device="cpu", output=tmp_path / "w.safetensors", progress=progress)
+    dataset = reg.get("dataset", "synthetic-train").build({}, "cpu")
+    path = entry.load()(options=options, device="cpu", output=tmp_path / "w.safetensors", progress=progress,
+                        dataset=dataset)
     model = load_weights(path, expected_config=UNetConfig.embedded())
     assert count_parameters(model) == 322_803
     assert (2, "diffiqa-ddpm") in bars

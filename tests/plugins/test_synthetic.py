@@ -57,7 +57,8 @@ def test_components_are_registered() -> None:
 def test_registered_defaults_are_the_splits_and_an_explicit_default_keeps_the_cache_key() -> None:
     from fiqabench.plugins import get_plugin_manager
     from fiqabench.registry import Registry
-    from fiqabench.runner import _resolve, cache_key
+    from fiqabench.cache import cache_key
+    from fiqabench.plan import resolve_component as _resolve
     from fiqabench_plugins.synthetic import SPLIT_DEFAULTS
 
     for split, defaults in SPLIT_DEFAULTS.items():
