@@ -131,7 +131,8 @@ def make_tasks(plan: Plan, config: Any, workspace: Workspace, cache: Cache) -> l
             payload = {"fr_model": fr.fingerprint(), **part, "flip": flip}
             embed_key = cache_key(payload)
             cost, source = _cost(cache, "embed", ds_spec, fr.entry.spec, getattr(fr.entry, "cost_ms_per_image", None))
-            embed = Task("embed", embed_key, ds_spec, fr.entry.spec, n_samples, _shard_size("embed", cost),
+            embed = Task("embed", embed_key, ds_spec, fr.entry.spec, n_samples,
+                         _shard_size("embed", cost, int(config.batch_size)),
                          dplan.component.ref(), fr_model=fr.ref(), payload=payload, flip=flip,
                          batch_size=int(config.batch_size), cost_ms=cost, cost_source=source)
             compare_payload = {"embeddings": embed_key, "pooling": pooling}
@@ -152,7 +153,7 @@ def make_tasks(plan: Plan, config: Any, workspace: Workspace, cache: Cache) -> l
             }
             cost, source = _cost(cache, "quality", ds_spec, method.entry.spec, method.entry.cost_ms_per_image)
             task = Task("quality", cache_key(payload), ds_spec, method.entry.spec, n_samples,
-                        _shard_size("quality", cost), dplan.component.ref(),
+                        _shard_size("quality", cost, int(config.batch_size)), dplan.component.ref(),
                         fr_model=mplan.quality_fr.ref() if mplan.quality_fr else None, method=method.ref(),
                         payload=payload, seed=int(config.seed), batch_size=int(config.batch_size),
                         on_failure=config.on_failure, cost_ms=cost, cost_source=source)
@@ -162,11 +163,20 @@ def make_tasks(plan: Plan, config: Any, workspace: Workspace, cache: Cache) -> l
     return tasks
 
 
-def _shard_size(kind: str, cost_ms: float) -> int:
+def _shard_size(kind: str, cost_ms: float, batch_size: int = 1) -> int:
+    """About :data:`SHARD_SECONDS` of work, a whole number of batches (so batches fall where they
+    would in one shard), at most :data:`MAX_SHARD_ITEMS`; ``FIQABENCH_SHARD_SIZE`` overrides it.
+
+    >>> _shard_size("quality", 85.0, 64), _shard_size("embed", 1.0, 64)
+    (704, 16384)
+    """
     override = os.environ.get("FIQABENCH_SHARD_SIZE")
     if override:
         return max(1, int(override))
-    return int(min(MAX_SHARD_ITEMS, max(1, round(SHARD_SECONDS * 1000.0 / max(cost_ms, 1e-3)))))
+    items = min(MAX_SHARD_ITEMS, max(1, round(SHARD_SECONDS * 1000.0 / max(cost_ms, 1e-3))))
+    if items >= batch_size:
+        items -= items % batch_size
+    return int(items)
 
 
 def _cost(cache: Cache, kind: str, dataset_spec: str, component_spec: str, declared: float | None) -> tuple[float, str]:

@@ -149,6 +149,8 @@ def fiqabench_register_fiqa_methods(register: Any) -> None:
         default_quality_fr_model=None,
         options=METHOD_OPTIONS,
         availability=_method_availability,
+        # n = 10 on the embedded 32 px benchmark, 2 CPU threads (benchmarks/diffiqa.md)
+        cost_ms_per_image=85.0,
     )
 
 
