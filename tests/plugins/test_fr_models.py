@@ -507,3 +507,26 @@ def test_onnx_unsupported_operator_is_named(tmp_path: Path) -> None:
     (tmp_path / "junk.onnx").write_bytes(b"not a protobuf at all \x00\xff")
     with pytest.raises(InputFormatError):
         convert(tmp_path / "junk.onnx")
+
+
+@pytest.mark.slow  # two CLI processes: about 25 s on the shared 2-core VM
+def test_cli_run_with_a_real_layout_checkpoint(tmp_path: Path) -> None:
+    """The registered model runs end to end through ``fiqabench run`` (resized synthetic crops)."""
+    from tests.conftest import load_json, run_cli
+
+    weights = tmp_path / "backbone.pth"
+    torch.save(random_state(arcface_torch_keys(), seed=6), weights)
+    common = [
+        "run", "--datasets", "synthetic", "--dataset-option", "synthetic:identities=10",
+        "--dataset-option", "synthetic:images_per_identity=3", "--dataset-option", "synthetic:non_mated=1000",
+        "--fmr", "1e-2", "--methods", "random", "--fr-models", "arcface", "--allow-domain-mismatch",
+        "--cache-dir", str(tmp_path / "cache"), "-q",
+    ]
+    missing = run_cli(*common, "--output", str(tmp_path / "none"))
+    assert missing.returncode == 2
+    assert "set --fr-option arcface:weights=PATH" in missing.stderr and len(missing.stderr.strip().splitlines()) == 1
+    done = run_cli(*common, "--output", str(tmp_path / "out"), "--fr-option", f"arcface:weights={weights}",
+                   "--fr-option", "arcface:arch=iresnet18")
+    assert done.returncode == 0, done.stderr
+    results = load_json(tmp_path / "out" / "results.json")
+    assert {row["fr_model"] for row in results["results"]} == {"arcface"}
