@@ -63,19 +63,25 @@ def main(argv: list[str] | None = None) -> None:
         for config in configs[shift:] + configs[:shift]:
             seconds = run(*config)
             times[config].append(1000 * seconds / args.batch)
-            print(f"round {round_index + 1}: {config[0]} threads={config[1]}: {times[config][-1]:.1f} ms/image",
-                  flush=True)
+            print(
+                f"round {round_index + 1}: {config[0]} threads={config[1]}: {times[config][-1]:.1f} ms/image",
+                flush=True,
+            )
 
     params = {arch: sum(p.numel() for p in net.parameters()) for arch, net in nets.items()}
     print()
-    print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-          f"batch {args.batch}, {args.rounds} rounds, medians; load average (1 min) before/after: "
-          f"{load_before[0]:.1f}/{os.getloadavg()[0]:.1f}")
+    print(
+        f"torch {torch.__version__}, {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+        f"batch {args.batch}, {args.rounds} rounds, medians; load average (1 min) before/after: "
+        f"{load_before[0]:.1f}/{os.getloadavg()[0]:.1f}"
+    )
     print("| arch | parameters | GFLOPs per image | threads | ms per image (median) | min-max |")
     print("|---|---|---|---|---|---|")
     for arch, threads in configs:
         values = times[(arch, threads)]
-        timing = f"{statistics.median(values):.1f} | {min(values):.1f}-{max(values):.1f}" if values else "- | -"
+        timing = (
+            f"{statistics.median(values):.1f} | {min(values):.1f}-{max(values):.1f}" if values else "- | -"
+        )
         print(f"| {arch} | {params[arch]:,} | {flops[arch]:.2f} | {threads} | {timing} |")
 
 

@@ -34,7 +34,8 @@ CONFIGS: dict[str, dict[str, Any]] = {
         "version": "1",
         "display_name": "ArcFace",
         "summary": "ArcFace iResNet (insightface arcface_torch backbone.pth, e.g. ms1mv3_arcface_r100_fp16)",
-        "reference": "Deng et al., ArcFace: Additive Angular Margin Loss for Deep Face Recognition, CVPR 2019; "
+        "reference": "Deng et al., ArcFace: Additive Angular Margin Loss for Deep Face Recognition, "
+        "CVPR 2019; "
         "deepinsight/insightface recognition/arcface_torch",
         "weights_help": "insightface arcface_torch backbone.pth (or checkpoint_gpu_0.pt)",
     },
@@ -44,7 +45,8 @@ CONFIGS: dict[str, dict[str, Any]] = {
         "dropout": 0.0,
         "version": "1",
         "display_name": "CosFace",
-        "summary": "CosFace iResNet (insightface arcface_torch backbone.pth, e.g. glint360k_cosface_r100_fp16_0.1)",
+        "summary": "CosFace iResNet (insightface arcface_torch backbone.pth, "
+        "e.g. glint360k_cosface_r100_fp16_0.1)",
         "reference": "Wang et al., CosFace: Large Margin Cosine Loss for Deep Face Recognition, CVPR 2018; "
         "deepinsight/insightface recognition/arcface_torch",
         "weights_help": "insightface arcface_torch backbone.pth (or checkpoint_gpu_0.pt)",
@@ -55,8 +57,10 @@ CONFIGS: dict[str, dict[str, Any]] = {
         "dropout": 0.4,
         "version": "1",
         "display_name": "AdaFace",
-        "summary": "AdaFace IR (mk-minchul/AdaFace Lightning .ckpt, e.g. adaface_ir101_webface12m.ckpt; BGR input)",
-        "reference": "Kim et al., AdaFace: Quality Adaptive Margin for Face Recognition, CVPR 2022; mk-minchul/AdaFace",
+        "summary": "AdaFace IR (mk-minchul/AdaFace Lightning .ckpt, e.g. adaface_ir101_webface12m.ckpt; "
+        "BGR input)",
+        "reference": "Kim et al., AdaFace: Quality Adaptive Margin for Face Recognition, CVPR 2022; "
+        "mk-minchul/AdaFace",
         "weights_help": "AdaFace Lightning .ckpt (or its state dict saved alone)",
     },
     "curricularface": {
@@ -66,7 +70,8 @@ CONFIGS: dict[str, dict[str, Any]] = {
         "version": "1",
         "display_name": "CurricularFace",
         "summary": "CurricularFace IR (HuangYG123/CurricularFace Backbone_IR_101 .pth, face.evoLVe layout)",
-        "reference": "Huang et al., CurricularFace: Adaptive Curriculum Learning Loss for Deep Face Recognition, "
+        "reference": "Huang et al., CurricularFace: Adaptive Curriculum Learning Loss for Deep Face "
+        "Recognition, "
         "CVPR 2020; HuangYG123/CurricularFace",
         "weights_help": "CurricularFace backbone .pth (face.evoLVe IR layout)",
     },
@@ -80,7 +85,9 @@ def capabilities_for(name: str) -> Callable[[Mapping[str, Any]], FRCapabilities]
     def capabilities(options: Mapping[str, Any]) -> FRCapabilities:
         dropout = options.get("dropout")
         p = float(default if dropout is None else dropout)
-        return FRCapabilities(differentiable=True, has_dropout=p > 0, has_trunk_head=True, unnormalised_embedding=True)
+        return FRCapabilities(
+            differentiable=True, has_dropout=p > 0, has_trunk_head=True, unnormalised_embedding=True
+        )
 
     return capabilities
 
@@ -168,14 +175,19 @@ def fiqabench_register_fr_models(register: Callable[..., None]) -> None:
         options={
             "weights": Option(None, "path to the .onnx file (required)", is_path=True),
             "size": Option((112, 112), "input size HxW (or one number)", parse_size),
-            "channel_order": Option("RGB", "channel order the network expects", str.upper, choices=("RGB", "BGR")),
+            "channel_order": Option(
+                "RGB", "channel order the network expects", str.upper, choices=("RGB", "BGR")
+            ),
             "mean": Option(
                 (0.5, 0.5, 0.5),
                 "per-channel mean on the [0, 1] scale, in the network's channel order (insightface: 0.5); "
-                "models with built-in normalisation (MXNet exports with Sub/Mul nodes) take mean=0 std=0.00392156862745098",
+                "models with built-in normalisation (MXNet exports with Sub/Mul nodes) take "
+                "mean=0 std=0.00392156862745098",
                 parse_triplet,
             ),
-            "std": Option((0.5, 0.5, 0.5), "per-channel std on the [0, 1] scale (insightface: 0.5)", parse_triplet),
+            "std": Option(
+                (0.5, 0.5, 0.5), "per-channel std on the [0, 1] scale (insightface: 0.5)", parse_triplet
+            ),
             "batch_size": Option(64, "images per forward pass", int, affects_result=False),
         },
         availability=_availability("onnx"),

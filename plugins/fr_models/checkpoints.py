@@ -28,7 +28,7 @@ import torch
 
 from fiqabench.errors import ConfigError, InputFormatError, MissingArtifactError
 
-from .iresnet import ARCHS, IRNet, IResNet, iresnet, irnet
+from .iresnet import ARCHS, IResNet, IRNet, iresnet, irnet
 
 __all__ = ["LAYOUTS", "load_layout", "read_checkpoint", "state_dict_for"]
 
@@ -84,10 +84,16 @@ def _strip(prefix: str, state: Mapping[str, Any]) -> dict[str, Any]:
 
 def _as_state_dict(obj: Any, path: Path) -> dict[str, torch.Tensor]:
     if not isinstance(obj, Mapping):
-        raise InputFormatError(path, None, None, f"expected a state dict (a mapping), found {type(obj).__name__}")
-    bad = [key for key, value in obj.items() if not isinstance(key, str) or not isinstance(value, torch.Tensor)]
+        raise InputFormatError(
+            path, None, None, f"expected a state dict (a mapping), found {type(obj).__name__}"
+        )
+    bad = [
+        key for key, value in obj.items() if not isinstance(key, str) or not isinstance(value, torch.Tensor)
+    ]
     if bad:
-        raise InputFormatError(path, None, str(bad[0]), "expected a state dict of tensors; this entry is not a tensor")
+        raise InputFormatError(
+            path, None, str(bad[0]), "expected a state dict of tensors; this entry is not a tensor"
+        )
     return {key: (value.float() if value.is_floating_point() else value) for key, value in obj.items()}
 
 
@@ -102,8 +108,12 @@ def state_dict_for(layout: str, obj: Any, path: str | Path) -> dict[str, torch.T
             lightning = obj["state_dict"]
             if not isinstance(lightning, Mapping):
                 raise InputFormatError(path, None, "state_dict", "expected a mapping of tensors")
-            obj = {key[len("model.") :]: value for key, value in lightning.items() if key.startswith("model.")}
-            obj.update({key: value for key, value in lightning.items() if not key.startswith(("model.", "head."))})
+            obj = {
+                key[len("model.") :]: value for key, value in lightning.items() if key.startswith("model.")
+            }
+            obj.update(
+                {key: value for key, value in lightning.items() if not key.startswith(("model.", "head."))}
+            )
         elif "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
             obj = obj["state_dict"]
     return _as_state_dict(_strip("module.", obj), path)
@@ -127,7 +137,9 @@ def _embedding_size(layout: str, state: Mapping[str, torch.Tensor], path: Path) 
     key = "fc.weight" if layout == "arcface_torch" else "output_layer.3.weight"
     weight = state.get(key)
     if weight is None or weight.ndim != 2:
-        raise ConfigError(f"{path}: not a {layout} iResNet checkpoint (no {key}; it looks like {_guess(state)})")
+        raise ConfigError(
+            f"{path}: not a {layout} iResNet checkpoint (no {key}; it looks like {_guess(state)})"
+        )
     return int(weight.shape[0])
 
 
@@ -135,7 +147,9 @@ def build_network(layout: str, arch: str, *, embedding_size: int, dropout: float
     if layout == "arcface_torch":
         return iresnet(arch, embedding_size=embedding_size, dropout=dropout)
     if layout in ("adaface", "curricularface"):
-        return irnet(arch, bn_after_first_conv=layout == "adaface", embedding_size=embedding_size, dropout=dropout)
+        return irnet(
+            arch, bn_after_first_conv=layout == "adaface", embedding_size=embedding_size, dropout=dropout
+        )
     raise ValueError(f"unknown layout {layout!r}; expected one of {', '.join(LAYOUTS)}")
 
 
@@ -157,7 +171,8 @@ def load_layout(layout: str, path: str | Path, arch: str, *, dropout: float) -> 
         if shapes:
             parts.append(f"{len(shapes)} shape mismatch(es) (first: {shapes[0]})")
         raise ConfigError(
-            f"{path}: not a {layout} {arch} checkpoint: {', '.join(parts)}; the file looks like {_guess(state)}"
+            f"{path}: not a {layout} {arch} checkpoint: {', '.join(parts)}; "
+            f"the file looks like {_guess(state)}"
             " (set the arch option, or use the FR model of that layout)"
         )
     net.load_state_dict(state, strict=True)

@@ -1,10 +1,12 @@
 """The improved residual network (iResNet) of face recognition, in three published key layouts.
 
-iResNet ("IR" in face.evoLVe) is the ResNet variant of ArcFace (Deng et al., CVPR 2019, Sec. 3.2 and
-Fig. 7(e)): each block is BN -> conv3x3 -> BN -> PReLU -> conv3x3(stride) -> BN plus a shortcut, the
-stride sits in the second convolution, and the output layer "BN-Dropout-FC-BN" (the paper's option E)
-maps the 512 x 7 x 7 feature map of a 112 x 112 crop to the embedding. Depths 18/34/50/100 have
-(2,2,2,2), (3,4,6,3), (3,4,14,3) and (3,13,30,3) blocks in the four stages of 64/128/256/512 channels.
+iResNet ("IR" in face.evoLVe) is the ResNet variant of ArcFace (Deng et al., CVPR 2019; the "network
+settings" section of arXiv:1801.07698v1): a 3x3 stride-1 stem keeps 112 x 112 input at full size,
+each "improved residual unit" is BN -> conv3x3 -> BN -> PReLU -> conv3x3(stride) -> BN plus a
+shortcut, and the output layer "BN-Dropout-FC-BN" (the paper's option E) maps the 512 x 7 x 7 map to
+the embedding. Depths 18/34/50/100 have (2,2,2,2), (3,4,6,3), (3,4,14,3) and (3,13,30,3) blocks in
+four stages of 64/128/256/512 channels, each stage halving the resolution. CosFace, AdaFace and
+CurricularFace change the training loss, not this network.
 
 The same network is released in three state-dict layouts, written here from their descriptions:
 
@@ -150,7 +152,9 @@ class IResNet(nn.Module):
     def split(self) -> tuple[nn.Module, nn.Module]:
         """(trunk, head) modules sharing this network's parameters."""
         trunk = ("conv1", "bn1", "prelu", "layer1", "layer2", "layer3", "layer4")
-        return _Part(self, "forward_trunk", trunk), _Part(self, "forward_head", ("bn2", "dropout", "fc", "features"))
+        return _Part(self, "forward_trunk", trunk), _Part(
+            self, "forward_head", ("bn2", "dropout", "fc", "features")
+        )
 
 
 def iresnet(arch: str, *, embedding_size: int = 512, dropout: float = 0.0, fp16: bool = False) -> IResNet:
@@ -194,7 +198,9 @@ class IRBlock(nn.Module):
         if cin == cout:
             self.shortcut_layer: nn.Module = _Subsample(stride)
         else:
-            self.shortcut_layer = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+            self.shortcut_layer = nn.Sequential(
+                nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout)
+            )
         res: list[nn.Module] = [nn.BatchNorm2d(cin), _conv3x3(cin, cout)]
         if bn_after_first_conv:
             res.append(nn.BatchNorm2d(cout))
@@ -230,7 +236,9 @@ class IRNet(nn.Module):
     ) -> None:
         super().__init__()
         stem = widths[0]
-        self.input_layer = nn.Sequential(nn.Conv2d(3, stem, 3, 1, 1, bias=False), nn.BatchNorm2d(stem), nn.PReLU(stem))
+        self.input_layer = nn.Sequential(
+            nn.Conv2d(3, stem, 3, 1, 1, bias=False), nn.BatchNorm2d(stem), nn.PReLU(stem)
+        )
         body: list[nn.Module] = []
         cin = stem
         for blocks, cout in zip(layers, widths[1:]):
@@ -261,7 +269,9 @@ class IRNet(nn.Module):
 
     def split(self) -> tuple[nn.Module, nn.Module]:
         """(trunk, head) modules sharing this network's parameters."""
-        return _Part(self, "forward_trunk", ("input_layer", "body")), _Part(self, "forward_head", ("output_layer",))
+        return _Part(self, "forward_trunk", ("input_layer", "body")), _Part(
+            self, "forward_head", ("output_layer",)
+        )
 
 
 def irnet(arch: str, *, bn_after_first_conv: bool, embedding_size: int = 512, dropout: float = 0.4) -> IRNet:

@@ -40,7 +40,9 @@ INPUT_SPACES: dict[str, InputSpace] = {
 def _weights(name: str, options: Mapping[str, Any]) -> Path:
     raw = options.get("weights")
     if not raw:
-        raise MissingArtifactError(f"FR model {name!r} needs its weights: set --fr-option {name}:weights=PATH")
+        raise MissingArtifactError(
+            f"FR model {name!r} needs its weights: set --fr-option {name}:weights=PATH"
+        )
     path = Path(raw).expanduser()
     if not path.is_file():
         raise MissingArtifactError(f"FR model {name!r}: weights file {path} does not exist")
@@ -110,7 +112,9 @@ def build_onnx(*, options: Mapping[str, Any], device: str | torch.device = "cpu"
     with torch.no_grad():
         probe = graph(torch.zeros(1, 3, *space.size))
     if probe.ndim != 2:
-        raise ConfigError(f"{path}: the ONNX model's output has shape {tuple(probe.shape)}; expected (N, D) embeddings")
+        raise ConfigError(
+            f"{path}: the ONNX model's output has shape {tuple(probe.shape)}; expected (N, D) embeddings"
+        )
     return TorchFRModel(
         name="onnx",
         version=ONNX_VERSION,
@@ -126,4 +130,3 @@ def build_onnx(*, options: Mapping[str, Any], device: str | torch.device = "cpu"
         ),
         batch_size=int(options.get("batch_size") or 64),
     )
-

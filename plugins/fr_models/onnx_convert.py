@@ -52,7 +52,9 @@ def _check_auto_pad(attrs: dict[str, Any], node: str) -> None:
     auto = attrs.get("auto_pad", b"NOTSET")
     auto = auto.decode() if isinstance(auto, bytes) else str(auto)
     if auto not in ("NOTSET", "VALID"):
-        raise ConfigError(f"ONNX node {node!r}: auto_pad={auto} is not supported; re-export with explicit pads")
+        raise ConfigError(
+            f"ONNX node {node!r}: auto_pad={auto} is not supported; re-export with explicit pads"
+        )
 
 
 def _conv(attrs: dict[str, Any], node: str) -> Op:
@@ -201,7 +203,14 @@ def _clip(attrs: dict[str, Any], node: str) -> Op:
     return run
 
 
-_ONNX_DTYPES = {1: torch.float32, 6: torch.int32, 7: torch.int64, 9: torch.bool, 10: torch.float16, 11: torch.float64}
+_ONNX_DTYPES = {
+    1: torch.float32,
+    6: torch.int32,
+    7: torch.int64,
+    9: torch.bool,
+    10: torch.float16,
+    11: torch.float64,
+}
 
 
 def _cast(attrs: dict[str, Any], node: str) -> Op:
@@ -225,7 +234,7 @@ _BUILDERS: dict[str, Callable[[dict[str, Any], str], Op]] = {
     "BatchNormalization": _batch_norm,
     "PRelu": _prelu,
     "Relu": _simple(torch.relu),
-    "LeakyRelu": lambda attrs, node: (lambda x: F.leaky_relu(x, float(attrs.get("alpha", 0.01)))),
+    "LeakyRelu": lambda attrs, node: lambda x: F.leaky_relu(x, float(attrs.get("alpha", 0.01))),
     "Sigmoid": _simple(torch.sigmoid),
     "Tanh": _simple(torch.tanh),
     "Clip": _clip,
@@ -242,8 +251,8 @@ _BUILDERS: dict[str, Callable[[dict[str, Any], str], Op]] = {
     "Transpose": lambda attrs, node: (
         lambda x: x.permute(*attrs["perm"]) if "perm" in attrs else x.permute(*reversed(range(x.ndim)))
     ),
-    "Concat": lambda attrs, node: (lambda *xs: torch.cat(xs, int(attrs["axis"]))),
-    "Shape": lambda attrs, node: (lambda x: torch.tensor(x.shape, dtype=torch.int64, device=x.device)),
+    "Concat": lambda attrs, node: lambda *xs: torch.cat(xs, int(attrs["axis"])),
+    "Shape": lambda attrs, node: lambda x: torch.tensor(x.shape, dtype=torch.int64, device=x.device),
     "Gather": _gather,
     "Cast": _cast,
     "MaxPool": lambda attrs, node: _pool("MaxPool", attrs, node),
@@ -279,7 +288,9 @@ class OnnxModule(nn.Module):
         self._nodes = nodes
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        values: dict[str, torch.Tensor | None] = {name: getattr(self, slot) for name, slot in self._slots.items()}
+        values: dict[str, torch.Tensor | None] = {
+            name: getattr(self, slot) for name, slot in self._slots.items()
+        }
         values[self.input_name] = x
         values[""] = None  # an omitted optional input
         for _, fn, inputs, outputs in self._nodes:
@@ -317,12 +328,15 @@ def convert(path: str | Path) -> OnnxModule:
     try:
         model = onnx.load(str(path))  # external-data sidecars (model.onnx.data) load from its folder
     except Exception as exc:  # protobuf's DecodeError and friends
-        raise InputFormatError(path, None, None, f"not a readable ONNX model ({type(exc).__name__}: {exc})") from exc
+        raise InputFormatError(
+            path, None, None, f"not a readable ONNX model ({type(exc).__name__}: {exc})"
+        ) from exc
     graph = model.graph
     for node in graph.node:
         if node.domain not in ("", "ai.onnx"):
             raise ConfigError(
-                f"{path}: ONNX operator {node.domain}.{node.op_type} (node {node.name!r}) is outside the default"
+                f"{path}: ONNX operator {node.domain}.{node.op_type} (node {node.name!r}) is outside the "
+                "default"
                 " domain; the built-in converter cannot run it"
             )
         if node.op_type not in _BUILDERS and node.op_type != "Constant":
@@ -334,7 +348,9 @@ def convert(path: str | Path) -> OnnxModule:
     tensors: dict[str, torch.Tensor] = {init.name: _array(init) for init in graph.initializer}
     inputs = [value.name for value in graph.input if value.name not in tensors]
     if len(inputs) != 1:
-        raise ConfigError(f"{path}: expected an ONNX model with one image input, found {len(inputs)}: {inputs}")
+        raise ConfigError(
+            f"{path}: expected an ONNX model with one image input, found {len(inputs)}: {inputs}"
+        )
     if not graph.output:
         raise ConfigError(f"{path}: the ONNX graph has no output")
 
@@ -344,13 +360,17 @@ def convert(path: str | Path) -> OnnxModule:
         attrs = _attributes(node)
         if node.op_type == "Constant":
             if "value" not in attrs:
-                raise ConfigError(f"{path}: ONNX Constant node {name!r} without a 'value' tensor is not supported")
+                raise ConfigError(
+                    f"{path}: ONNX Constant node {name!r} without a 'value' tensor is not supported"
+                )
             tensors[node.output[0]] = _array(attrs["value"])
             continue
         try:
             fn = _BUILDERS[node.op_type](attrs, name)
         except KeyError as exc:
-            raise InputFormatError(path, None, f"node {name!r}", f"{node.op_type} lacks attribute {exc}") from exc
+            raise InputFormatError(
+                path, None, f"node {name!r}", f"{node.op_type} lacks attribute {exc}"
+            ) from exc
         nodes.append((name, fn, list(node.input), list(node.output)))
 
     produced = {inputs[0], *tensors, *(out for *_, outs in nodes for out in outs)}

@@ -38,7 +38,8 @@ def _bn(prefix: str, c: int, affine: bool = True) -> dict[str, tuple[int, ...]]:
 
 
 def arcface_torch_keys(stages=STAGES18, emb=EMB) -> dict[str, tuple[int, ...]]:
-    """insightface arcface_torch ``IResNet``: conv1/bn1/prelu, layerN.i.{bn1,conv1,bn2,prelu,conv2,bn3,downsample}."""
+    """insightface arcface_torch ``IResNet``: conv1/bn1/prelu, then
+    layerN.i.{bn1,conv1,bn2,prelu,conv2,bn3,downsample}, bn2, fc, features."""
     k: dict[str, tuple[int, ...]] = {"conv1.weight": (64, 3, 3, 3), **_bn("bn1.", 64), "prelu.weight": (64,)}
     cin = 64
     for s, (n, cout) in enumerate(zip(stages, WIDTHS), start=1):
@@ -117,8 +118,16 @@ def random_state(shapes: dict[str, tuple[int, ...]], seed: int) -> dict[str, tor
 
 
 def _f_bn(x, s, p):
-    return F.batch_norm(x, s[p + "running_mean"], s[p + "running_var"], s.get(p + "weight"), s.get(p + "bias"),
-                        False, 0.0, 1e-5)
+    return F.batch_norm(
+        x,
+        s[p + "running_mean"],
+        s[p + "running_var"],
+        s.get(p + "weight"),
+        s.get(p + "bias"),
+        False,
+        0.0,
+        1e-5,
+    )
 
 
 def _f_prelu(x, w):
@@ -134,14 +143,21 @@ def arcface_torch_forward(s, x, stages=STAGES18):
             out = F.conv2d(_f_bn(x, s, p + "bn1."), s[p + "conv1.weight"], padding=1)
             out = _f_prelu(_f_bn(out, s, p + "bn2."), s[p + "prelu.weight"])
             out = _f_bn(F.conv2d(out, s[p + "conv2.weight"], stride=stride, padding=1), s, p + "bn3.")
-            short = _f_bn(F.conv2d(x, s[p + "downsample.0.weight"], stride=stride), s, p + "downsample.1.") if b == 0 else x
+            short = (
+                _f_bn(F.conv2d(x, s[p + "downsample.0.weight"], stride=stride), s, p + "downsample.1.")
+                if b == 0
+                else x
+            )
             x = out + short
     x = _f_bn(x, s, "bn2.").flatten(1)
     return _f_bn(x @ s["fc.weight"].T + s["fc.bias"], s, "features.")
 
 
 def evolve_forward(s, x, adaface: bool, stages=STAGES18):
-    x = _f_prelu(_f_bn(F.conv2d(x, s["input_layer.0.weight"], padding=1), s, "input_layer.1."), s["input_layer.2.weight"])
+    x = _f_prelu(
+        _f_bn(F.conv2d(x, s["input_layer.0.weight"], padding=1), s, "input_layer.1."),
+        s["input_layer.2.weight"],
+    )
     i = 0
     for n in stages:
         for b in range(n):
@@ -150,12 +166,18 @@ def evolve_forward(s, x, adaface: bool, stages=STAGES18):
             r = F.conv2d(_f_bn(x, s, p + "res_layer.0."), s[p + "res_layer.1.weight"], padding=1)
             if adaface:
                 r = _f_prelu(_f_bn(r, s, p + "res_layer.2."), s[p + "res_layer.3.weight"])
-                r = _f_bn(F.conv2d(r, s[p + "res_layer.4.weight"], stride=stride, padding=1), s, p + "res_layer.5.")
+                r = _f_bn(
+                    F.conv2d(r, s[p + "res_layer.4.weight"], stride=stride, padding=1), s, p + "res_layer.5."
+                )
             else:
                 r = _f_prelu(r, s[p + "res_layer.2.weight"])
-                r = _f_bn(F.conv2d(r, s[p + "res_layer.3.weight"], stride=stride, padding=1), s, p + "res_layer.4.")
+                r = _f_bn(
+                    F.conv2d(r, s[p + "res_layer.3.weight"], stride=stride, padding=1), s, p + "res_layer.4."
+                )
             if p + "shortcut_layer.0.weight" in s:
-                short = _f_bn(F.conv2d(x, s[p + "shortcut_layer.0.weight"], stride=stride), s, p + "shortcut_layer.1.")
+                short = _f_bn(
+                    F.conv2d(x, s[p + "shortcut_layer.0.weight"], stride=stride), s, p + "shortcut_layer.1."
+                )
             else:  # MaxPool2d(1, stride)
                 short = x[:, :, ::stride, ::stride]
             x = r + short
@@ -244,7 +266,9 @@ def _registry():
 
 
 def test_registration_imports_neither_numpy_nor_torch() -> None:
-    code = "import sys, fiqabench_plugins.fr_models as s; print('numpy' in sys.modules, 'torch' in sys.modules)"
+    code = (
+        "import sys, fiqabench_plugins.fr_models as s; print('numpy' in sys.modules, 'torch' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
 
@@ -264,7 +288,10 @@ def test_registered_without_weights_names_the_option() -> None:
 
 def test_capabilities_follow_the_dropout_of_each_project() -> None:
     reg = _registry()
-    caps = {name: reg.get("fr_model", name).metadata["capabilities"] for name in ("arcface", "adaface", "curricularface")}
+    caps = {
+        name: reg.get("fr_model", name).metadata["capabilities"]
+        for name in ("arcface", "adaface", "curricularface")
+    }
     # arcface_torch releases train with dropout p = 0: no dropout to sample unless the user asks.
     assert not caps["arcface"]({"dropout": 0.0}).has_dropout
     assert caps["arcface"]({"dropout": 0.2}).has_dropout
@@ -315,7 +342,9 @@ def test_cosface_is_the_arcface_torch_layout_and_input_space() -> None:
     assert INPUT_SPACES["cosface"] == INPUT_SPACES["arcface"]
     assert INPUT_SPACES["arcface"].channel_order == "RGB" and INPUT_SPACES["adaface"].channel_order == "BGR"
     assert INPUT_SPACES["curricularface"].channel_order == "RGB"
-    assert all(s.mean == (0.5,) * 3 and s.std == (0.5,) * 3 and s.size == (112, 112) for s in INPUT_SPACES.values())
+    assert all(
+        s.mean == (0.5,) * 3 and s.std == (0.5,) * 3 and s.size == (112, 112) for s in INPUT_SPACES.values()
+    )
 
 
 def test_wrong_arch_and_wrong_layout_are_one_line_errors(tmp_path: Path) -> None:
@@ -353,7 +382,9 @@ def test_iresnet_builder_has_the_arcface_torch_layout_and_sizes() -> None:
     with torch.device("meta"):  # iResNet-50/100 without allocating their weights
         for arch, stages in [("iresnet50", (3, 4, 14, 3)), ("r100", (3, 13, 30, 3))]:
             net = iresnet(arch, dropout=0.0)
-            assert {k: tuple(v.shape) for k, v in net.state_dict().items()} == arcface_torch_keys(stages, emb=512)
+            assert {k: tuple(v.shape) for k, v in net.state_dict().items()} == arcface_torch_keys(
+                stages, emb=512
+            )
     assert isinstance(iresnet("iresnet18", dropout=0.3).dropout, torch.nn.Dropout)
 
 
@@ -382,14 +413,19 @@ def _export(net: torch.nn.Module, path: Path) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the legacy exporter's deprecation notice
         torch.onnx.export(
-            net, torch.zeros(1, 3, 112, 112), str(path), dynamo=False, opset_version=17,
-            input_names=["input.1"], output_names=["embedding"], dynamic_axes={"input.1": {0: "None"}},
+            net,
+            torch.zeros(1, 3, 112, 112),
+            str(path),
+            dynamo=False,
+            opset_version=17,
+            input_names=["input.1"],
+            output_names=["embedding"],
+            dynamic_axes={"input.1": {0: "None"}},
         )
 
 
 def test_onnx_export_converts_matches_torch_and_gives_true_gradients(tmp_path: Path) -> None:
     import onnx
-
     from fiqabench_plugins.fr_models.model import build_onnx
     from fiqabench_plugins.fr_models.onnx_convert import convert
 
@@ -446,10 +482,10 @@ def _node_graph(path: Path, nodes, inits, out_shape) -> None:
 
 
 def test_onnx_built_in_normalisation_and_shape_ops(tmp_path: Path) -> None:
-    """An MXNet-style graph: Sub/Mul normalisation, MaxPool, Transpose, Shape->Gather->Concat->Reshape, MatMul."""
-    from onnx import helper
-
+    """An MXNet-style graph: Sub/Mul normalisation, MaxPool, Transpose, Shape-Gather-Concat-Reshape,
+    MatMul."""
     from fiqabench_plugins.fr_models.onnx_convert import convert
+    from onnx import helper
 
     rng = np.random.default_rng(0)
     inits = {
@@ -490,9 +526,8 @@ def test_onnx_built_in_normalisation_and_shape_ops(tmp_path: Path) -> None:
 
 
 def test_onnx_unsupported_operator_is_named(tmp_path: Path) -> None:
-    from onnx import helper
-
     from fiqabench_plugins.fr_models.onnx_convert import convert
+    from onnx import helper
 
     nodes = [
         helper.make_node("Relu", ["x"], ["a"], name="r"),
@@ -517,16 +552,41 @@ def test_cli_run_with_a_real_layout_checkpoint(tmp_path: Path) -> None:
     weights = tmp_path / "backbone.pth"
     torch.save(random_state(arcface_torch_keys(), seed=6), weights)
     common = [
-        "run", "--datasets", "synthetic", "--dataset-option", "synthetic:identities=10",
-        "--dataset-option", "synthetic:images_per_identity=3", "--dataset-option", "synthetic:non_mated=1000",
-        "--fmr", "1e-2", "--methods", "random", "--fr-models", "arcface", "--allow-domain-mismatch",
-        "--cache-dir", str(tmp_path / "cache"), "-q",
+        "run",
+        "--datasets",
+        "synthetic",
+        "--dataset-option",
+        "synthetic:identities=10",
+        "--dataset-option",
+        "synthetic:images_per_identity=3",
+        "--dataset-option",
+        "synthetic:non_mated=1000",
+        "--fmr",
+        "1e-2",
+        "--methods",
+        "random",
+        "--fr-models",
+        "arcface",
+        "--allow-domain-mismatch",
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "-q",
     ]
     missing = run_cli(*common, "--output", str(tmp_path / "none"))
     assert missing.returncode == 2
-    assert "set --fr-option arcface:weights=PATH" in missing.stderr and len(missing.stderr.strip().splitlines()) == 1
-    done = run_cli(*common, "--output", str(tmp_path / "out"), "--fr-option", f"arcface:weights={weights}",
-                   "--fr-option", "arcface:arch=iresnet18")
+    assert (
+        "set --fr-option arcface:weights=PATH" in missing.stderr
+        and len(missing.stderr.strip().splitlines()) == 1
+    )
+    done = run_cli(
+        *common,
+        "--output",
+        str(tmp_path / "out"),
+        "--fr-option",
+        f"arcface:weights={weights}",
+        "--fr-option",
+        "arcface:arch=iresnet18",
+    )
     assert done.returncode == 0, done.stderr
     results = load_json(tmp_path / "out" / "results.json")
     assert {row["fr_model"] for row in results["results"]} == {"arcface"}
