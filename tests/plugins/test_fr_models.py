@@ -590,3 +590,77 @@ def test_cli_run_with_a_real_layout_checkpoint(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     results = load_json(tmp_path / "out" / "results.json")
     assert {row["fr_model"] for row in results["results"]} == {"arcface"}
+
+
+def test_onnx_pooling_gemm_and_constant_ops(tmp_path: Path) -> None:
+    """MobileFaceNet-style tail: pools, Squeeze, Gemm(transB, alpha, beta), BN on (N, C), Constant, Clip."""
+    from fiqabench_plugins.fr_models.onnx_convert import convert
+    from onnx import helper, numpy_helper
+
+    rng = np.random.default_rng(1)
+    inits = {
+        "gw": rng.normal(size=(6, 3)).astype(np.float32),
+        "gb": rng.normal(size=(6,)).astype(np.float32),
+        "axes": np.array([2, 3], np.int64),
+        "bn_s": rng.uniform(0.5, 1.5, size=(6,)).astype(np.float32),
+        "bn_b": rng.normal(size=(6,)).astype(np.float32),
+        "bn_m": rng.normal(size=(6,)).astype(np.float32),
+        "bn_v": rng.uniform(0.5, 1.5, size=(6,)).astype(np.float32),
+        "lo": np.array(-0.5, np.float32),
+    }
+    hi = numpy_helper.from_array(np.array(0.7, np.float32), "hi_value")
+    nodes = [
+        helper.make_node(
+            "AveragePool", ["x"], ["a"], name="avg", kernel_shape=[3, 3], strides=[1, 1], pads=[1, 1, 1, 1]
+        ),
+        helper.make_node("Relu", ["a"], ["b"], name="relu"),
+        helper.make_node("GlobalAveragePool", ["b"], ["c"], name="gap"),
+        helper.make_node("Squeeze", ["c", "axes"], ["d"], name="sq"),
+        helper.make_node("Gemm", ["d", "gw", "gb"], ["e"], name="gemm", transB=1, alpha=0.5, beta=2.0),
+        helper.make_node(
+            "BatchNormalization", ["e", "bn_s", "bn_b", "bn_m", "bn_v"], ["f"], name="bn", epsilon=1e-3
+        ),
+        helper.make_node("Constant", [], ["hi"], name="const", value=hi),
+        helper.make_node("Clip", ["f", "lo", "hi"], ["g"], name="clip"),
+        helper.make_node("Identity", ["g"], ["y"], name="id"),
+    ]
+    path = tmp_path / "tail.onnx"
+    _node_graph(path, nodes, inits, ["N", 6])
+    x = torch.from_numpy(rng.normal(size=(2, 3, 8, 8)).astype(np.float32))
+    t = {k: torch.from_numpy(v) for k, v in inits.items()}
+    a = F.avg_pool2d(x, 3, 1, 1, count_include_pad=False)  # ONNX's default: padding not counted
+    d = torch.relu(a).mean(dim=(2, 3))
+    e = 0.5 * d @ t["gw"].T + 2.0 * t["gb"]
+    f = (e - t["bn_m"]) / torch.sqrt(t["bn_v"] + 1e-3) * t["bn_s"] + t["bn_b"]
+    want = f.clamp(-0.5, 0.7)
+    with torch.no_grad():
+        got = convert(path)(x)
+    assert torch.allclose(got, want, atol=1e-5)
+
+
+def test_state_dict_unwrapping_of_each_project() -> None:
+    from fiqabench_plugins.fr_models.checkpoints import state_dict_for
+
+    w = torch.ones(2, dtype=torch.float16)
+    # arcface_torch resumable checkpoint; DataParallel prefix; half precision -> float32.
+    got = state_dict_for("arcface_torch", {"state_dict_backbone": {"module.fc.bias": w}, "epoch": 3}, "c.pt")
+    assert list(got) == ["fc.bias"] and got["fc.bias"].dtype == torch.float32
+    # AdaFace Lightning: model.* kept without prefix, head.* dropped, anything else reported later.
+    got = state_dict_for("adaface", {"state_dict": {"model.a": w, "head.kernel": w, "other.b": w}}, "a.ckpt")
+    assert sorted(got) == ["a", "other.b"]
+    assert list(state_dict_for("curricularface", {"body.0.x": w}, "b.pth")) == ["body.0.x"]
+    with pytest.raises(InputFormatError, match="not a tensor"):
+        state_dict_for("curricularface", {"body.0.x": [1, 2]}, "b.pth")
+
+
+def test_fp16_flag_follows_arcface_torch_on_cpu() -> None:
+    """arcface_torch's fp16 wraps the trunk in CUDA autocast only: on CPU tensors nothing changes."""
+    from fiqabench_plugins.fr_models.iresnet import IResNet
+
+    torch.manual_seed(0)
+    a = IResNet((1, 1, 1, 1), widths=(8, 8, 8, 16, 16), embedding_size=8).eval()
+    b = IResNet((1, 1, 1, 1), widths=(8, 8, 8, 16, 16), embedding_size=8, fp16=True).eval()
+    b.load_state_dict(a.state_dict())
+    x = torch.randn(2, 3, 112, 112)
+    with torch.no_grad():
+        assert torch.equal(a(x), b(x))
