@@ -35,6 +35,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "fiqabench_plugins.synthetic",
     "fiqabench_plugins.brackets",
     "fiqabench_plugins.diffiqa",
+    "fiqabench_plugins.fr_models",
 )
 
 
