@@ -58,14 +58,18 @@ class DlibFRModel(TorchFRModel):
             raise ConfigError(f"expected a float tensor (N, 3, H, W), got shape {tuple(rgb01.shape)}")
         x = rgb01.to(self.device, torch.float32)
         h, w = x.shape[-2:]
+        size = tuple(self.input_space.size)
         if self.crop == "arcface":
             if h != w:
                 raise ConfigError(f"dlib: ArcFace-aligned crops are square, got {h}x{w}")
-            scale = np.diag([112.0 / w, 112.0 / h, 1.0])  # an S-pixel crop is the template scaled by S/112
-            forward = ARCFACE112_TO_CHIP150 @ scale
-            x = warp_affine(x, forward, (CHIP_SIZE, CHIP_SIZE), padding_mode="border")
-        elif (h, w) != (CHIP_SIZE, CHIP_SIZE):
-            x = F.interpolate(x, size=(CHIP_SIZE, CHIP_SIZE), mode="bilinear", align_corners=False, antialias=True)
+            # An S-pixel crop is the 112 template scaled by S/112; a chip of another size (a
+            # network read from another .dat) is the 150 chip scaled.
+            to_112 = np.diag([112.0 / w, 112.0 / h, 1.0])
+            from_150 = np.diag([size[1] / CHIP_SIZE, size[0] / CHIP_SIZE])
+            forward = from_150 @ ARCFACE112_TO_CHIP150 @ to_112
+            x = warp_affine(x, forward, size, padding_mode="border")
+        elif (h, w) != size:
+            x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
         return (x - self._mean) / self._std
 
 

@@ -173,6 +173,36 @@ def test_chip_geometry():
     assert out[0, 0, 7, 10] == pytest.approx(1.0)
 
 
+def test_model_from_a_random_dat_file(tmp_path: Path):
+    from fiqabench_plugins.dlib.model import build
+
+    p = _small_net(np.random.default_rng(2))
+    path = tmp_path / "small.dat"
+    path.write_bytes(_serialize(p))
+    chips = np.random.default_rng(3).integers(0, 256, (3, 40, 40, 3), dtype=np.uint8)
+    model = build(options={"weights": str(path), "crop": "dlib-chip", "batch_size": 2}, device="cpu")
+    # Input space: (pixel - avg) / 256, as dlib's input_rgb_image_sized.
+    x = (torch.from_numpy(chips).permute(0, 3, 1, 2).float() - torch.tensor(p["avg"]).view(1, 3, 1, 1)) / 256
+    torch.testing.assert_close(model.preprocess(chips), x, atol=1e-5, rtol=0)
+    with torch.no_grad():
+        np.testing.assert_allclose(model.embed(chips), _reference_forward(p, x).numpy(), atol=1e-5)
+    assert model.embedding_size == 4 and model.weights_digest
+    # ArcFace crops: a 224 crop (the 112 template scaled by 2) lands on the same chip as the 112
+    # crop it was upsampled from, and the mapping is differentiable.
+    arc = build(options={"weights": str(path), "crop": "arcface"}, device="cpu")
+    smooth = torch.rand(2, 3, 6, 6)  # smooth images: the 40 px chip samples them without aliasing
+    crop112 = F.interpolate(smooth, size=(112, 112), mode="bilinear", align_corners=False)
+    crop224 = F.interpolate(crop112, size=(224, 224), mode="bilinear", align_corners=False)
+    a, b = arc.to_input_space(crop112), arc.to_input_space(crop224)
+    assert a.shape == (2, 3, 40, 40) and (a - b).abs().max() < 0.03, (a - b).abs().max()
+    crop = crop112.clone().requires_grad_(True)
+    arc.forward(arc.to_input_space(crop)).sum().backward()
+    assert torch.isfinite(crop.grad).all() and crop.grad.abs().sum() > 0
+    with pytest.raises(InputFormatError, match="small.dat"):
+        path.write_bytes(_serialize(p)[:500])
+        build(options={"weights": str(path)}, device="cpu")
+
+
 def test_listed_unavailable_without_the_extra(tmp_path: Path):
     # Hide dlib and the model package from the CLI process (sys.modules[name] = None).
     (tmp_path / "sitecustomize.py").write_text(
