@@ -214,11 +214,16 @@ def test_listed_unavailable_without_the_extra(tmp_path: Path):
     entry = next(e for e in json.loads(proc.stdout) if e["name"] == "dlib")
     assert entry["available"] is False
     assert "pip install 'fiqabench[dlib]'" in entry["reason"]
-    code = "from fiqabench_plugins.dlib import detection_unavailable as d; print(d())"
     import subprocess
 
+    code = "from fiqabench_plugins.dlib import detection_unavailable as d; print(d())"
     out = subprocess.run([sys.executable, "-c", code], env={**os.environ, **env}, capture_output=True, text=True)
     assert "pip install 'fiqabench[dlib]'" in out.stdout, out.stderr
+    # Importing the detection module fails with the same command (callers that probe by import).
+    code = "import fiqabench_plugins.dlib.detect"
+    out = subprocess.run([sys.executable, "-c", code], env={**os.environ, **env}, capture_output=True, text=True)
+    assert out.returncode != 0 and "ImportError: dlib face detection needs dlib" in out.stderr
+    assert "pip install 'fiqabench[dlib]'" in out.stderr
 
 
 # --- with the extra ---------------------------------------------------------------------------
@@ -287,6 +292,13 @@ def test_real_photographs_detect_align_embed():
         assert l5[0, 0] < l5[1, 0] and l5[3, 0] < l5[4, 0] and l5[0, 1] < l5[2, 1] < l5[3, 1]
         crops.append(align.warp_to_arcface(img, l5, 112))
         idents.append(ident)
+    # Datasets detect from worker threads: a dlib detector shared between threads crashed.
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(4) as pool:
+        threaded = list(pool.map(lambda item: detect_landmarks5(item[1]), photos))
+    for (l5_t, n_t), crop, (_, img) in zip(threaded, crops, photos):
+        np.testing.assert_array_equal(align.warp_to_arcface(img, l5_t, 112), crop)
     model = build(options={}, device="cpu")
     emb = model.embed(np.stack(crops))
     emb /= np.linalg.norm(emb, axis=1, keepdims=True)
