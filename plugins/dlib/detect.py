@@ -24,7 +24,7 @@ from typing import Literal
 
 import numpy as np
 
-from fiqabench.errors import ConfigError
+from fiqabench.errors import ConfigError, MissingArtifactError
 
 from ._meta import LANDMARKS68_FILE, MMOD_FILE, dlib_missing, models_dir
 
@@ -37,14 +37,12 @@ Multiple = Literal["largest", "refuse"]
 UPSAMPLE = 1
 
 
-# Importing this module without the extra fails with the install command in the message, so
-# a caller that checks availability by importing it (the folder dataset) can show it.
-_MISSING = dlib_missing()
-if _MISSING is not None:
-    raise ImportError(f"dlib face detection {_MISSING}")
-
-
 def _dlib():
+    # Checked at call time, not import time: pytest's --doctest-modules imports every module,
+    # with or without the extra. Availability for listings: fiqabench_plugins.dlib.detection_unavailable.
+    reason = dlib_missing()
+    if reason is not None:
+        raise MissingArtifactError(f"dlib face detection {reason}")
     import dlib
 
     return dlib

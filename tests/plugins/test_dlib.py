@@ -219,10 +219,11 @@ def test_listed_unavailable_without_the_extra(tmp_path: Path):
     code = "from fiqabench_plugins.dlib import detection_unavailable as d; print(d())"
     out = subprocess.run([sys.executable, "-c", code], env={**os.environ, **env}, capture_output=True, text=True)
     assert "pip install 'fiqabench[dlib]'" in out.stdout, out.stderr
-    # Importing the detection module fails with the same command (callers that probe by import).
-    code = "import fiqabench_plugins.dlib.detect"
+    # Detecting without the extra: a one-line error with the same command.
+    code = ("import numpy as np\nfrom fiqabench_plugins.dlib.detect import detect_landmarks5\n"
+            "detect_landmarks5(np.zeros((8, 8, 3), np.uint8))")
     out = subprocess.run([sys.executable, "-c", code], env={**os.environ, **env}, capture_output=True, text=True)
-    assert out.returncode != 0 and "ImportError: dlib face detection needs dlib" in out.stderr
+    assert out.returncode != 0 and "MissingArtifactError: dlib face detection needs dlib" in out.stderr
     assert "pip install 'fiqabench[dlib]'" in out.stderr
 
 
