@@ -4,12 +4,13 @@ Coordinates are pixel centres (pixel ``(x, y)`` covers ``[x - 0.5, x + 0.5]``), 
 the ArcFace template. Transforms are 2x3 affine matrices mapping ``[x, y, 1]`` forward.
 
 How an ArcFace-aligned crop is mapped onto dlib's chip (``ARCFACE112_TO_CHIP150``): both are
-similarity transforms of the photograph fixed by landmarks, so one crop maps onto the other by a
-similarity too. It is fitted once, by least squares, from the five ArcFace points of real faces
-(dlib 68-point landmarks) to where dlib's own chip (``get_face_chip_details(shape, 150, 0.25)``)
-puts them; ``benchmarks/dlib_chip_mapping.py`` reproduces the constant and measures what the
-mapping costs in accuracy (``benchmarks/dlib_port.md``). Chip pixels that fall outside the
-112 crop are filled by replicating its border.
+similarity transforms of the photograph fixed by landmarks (the crop by five points onto the
+ArcFace template, the chip by dlib's fit of 33 of the 68 points to its mean face), so for each
+face the crop maps onto its chip by the similarity ``chip o crop^-1``. That similarity varies a
+little from face to face; the constant is its mean over real faces, the least-squares fixed
+similarity over the crop's pixels. ``benchmarks/dlib_chip_mapping.py`` reproduces the constant
+and measures what the mapping costs in accuracy (``benchmarks/dlib_port.md``). Chip pixels that
+fall outside the 112 crop (its bottom rows) are zero, like the crop's own border.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ __all__ = [
     "CHIP_PADDING",
     "CHIP_SIZE",
     "chip_details_to_affine",
+    "compose_affine",
     "fit_similarity",
     "invert_affine",
     "warp_affine",
@@ -48,11 +50,12 @@ ARCFACE_TEMPLATE_112 = np.array(
     dtype=np.float64,
 )
 
-#: ArcFace 112 crop -> dlib 150 chip (a similarity; printed by benchmarks/dlib_chip_mapping.py).
+#: ArcFace 112 crop -> dlib 150 chip: the mean of 10 faces' exact crop -> chip similarities
+#: (benchmarks/dlib_chip_mapping.py prints it; photographs of benchmarks/dlib_photos.py).
 ARCFACE112_TO_CHIP150 = np.array(
     [
-        [1.496065, -0.007546, -9.708026],
-        [0.007546, 1.496065, -32.407560],
+        [1.541996, 0.029074, -14.187820],
+        [-0.029074, 1.541996, -34.300730],
     ],
     dtype=np.float64,
 )
@@ -89,7 +92,7 @@ def invert_affine(m: np.ndarray) -> np.ndarray:
     return np.linalg.inv(full)[:2]
 
 
-def _compose(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def compose_affine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """``a`` after ``b`` (both 2x3)."""
     fa = np.vstack([a, [0.0, 0.0, 1.0]])
     fb = np.vstack([b, [0.0, 0.0, 1.0]])
@@ -136,7 +139,7 @@ def warp_affine(
     in_size = (images.shape[2], images.shape[3])
     to_in = _normaliser(in_size)
     from_out = invert_affine(_normaliser(out_size))
-    thetas = np.stack([_compose(to_in, _compose(invert_affine(m), from_out)) for m in mats])
+    thetas = np.stack([compose_affine(to_in, compose_affine(invert_affine(m), from_out)) for m in mats])
     theta = torch.as_tensor(thetas, dtype=images.dtype, device=images.device)
     if theta.shape[0] == 1 and images.shape[0] != 1:
         theta = theta.expand(images.shape[0], 2, 3)

@@ -20,6 +20,7 @@ Only numpy is imported here (no torch), so the parser can be tested and reused o
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,9 @@ KNOWN_LAYERS = (
     "add_prev_",
     "fc_2",
 )
+
+#: What a layer record's name looks like: a one-byte length, then a lowercase identifier.
+_NAME = re.compile(rb"\x01([\x04-\x1f])([a-z][a-z0-9_]{3,30})")
 
 #: Most bytes of training state allowed between two records (measured: 50-100 in the real file).
 _MAX_GAP = 4096
@@ -126,6 +130,12 @@ class _Reader:
             at = self.data.find(needle, self.pos, end)
             if at >= 0 and (best is None or at < best[0]):
                 best = (at, name)
+        stop = best[0] if best else end
+        # A layer this reader does not know must not be skipped as if it were training state.
+        for match in _NAME.finditer(self.data, self.pos, stop):
+            if len(match.group(2)) == match.group(1)[0] and match.group(2).decode() not in KNOWN_LAYERS:
+                self.pos = match.start()
+                raise self.fail(f"unsupported layer record {match.group(2).decode()!r}")
         if best is None:
             return None
         at, name = best

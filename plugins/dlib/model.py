@@ -5,7 +5,7 @@ Input convention: dlib's own chip, 150x150 RGB as cut by ``get_face_chip(img, sh
 
 - ``arcface`` (default): ArcFace-aligned crops (the 112 template, or the same template scaled
   to any square size). :meth:`DlibFRModel.to_input_space` maps them onto dlib's chip with the
-  fixed similarity :data:`.chip.ARCFACE112_TO_CHIP150` (bilinear, border replicated):
+  fixed similarity :data:`.chip.ARCFACE112_TO_CHIP150` (bilinear, zero outside the crop):
   differentiable, batched, on the model's device;
 - ``dlib-chip``: dlib chips (150x150 with dlib's padding; other sizes are resized to 150).
 
@@ -67,7 +67,7 @@ class DlibFRModel(TorchFRModel):
             to_112 = np.diag([112.0 / w, 112.0 / h, 1.0])
             from_150 = np.diag([size[1] / CHIP_SIZE, size[0] / CHIP_SIZE])
             forward = from_150 @ ARCFACE112_TO_CHIP150 @ to_112
-            x = warp_affine(x, forward, size, padding_mode="border")
+            x = warp_affine(x, forward, size, padding_mode="zeros")
         elif (h, w) != size:
             x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
         return (x - self._mean) / self._std

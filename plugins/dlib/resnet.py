@@ -52,7 +52,7 @@ def add_prev(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return grow(a) + grow(b)
 
 
-def _conv(rec_con: DatRecord, rec_affine: DatRecord) -> nn.Conv2d:
+def _conv(rec_con: DatRecord, rec_affine: DatRecord, path: str) -> nn.Conv2d:
     """A ``con_`` record with its following ``affine_`` folded in: gamma*(w*x+b)+beta."""
     f, g = rec_con.fields, rec_affine.fields
     weight = torch.from_numpy(np.ascontiguousarray(f["weight"]))
@@ -62,7 +62,9 @@ def _conv(rec_con: DatRecord, rec_affine: DatRecord) -> nn.Conv2d:
     gamma = torch.from_numpy(g["gamma"].copy())
     beta = torch.from_numpy(g["beta"].copy())
     if gamma.numel() != weight.shape[0]:
-        raise ValueError(f"affine_ at byte {rec_affine.offset} has {gamma.numel()} channels, conv {weight.shape[0]}")
+        raise InputFormatError(
+            path, None, f"byte {rec_affine.offset}", f"affine_ has {gamma.numel()} channels, its conv {weight.shape[0]}"
+        )
     with torch.no_grad():
         conv.weight.copy_(weight * gamma.view(-1, 1, 1, 1))
         conv.bias.copy_(torch.from_numpy(f["bias"].copy()) * gamma + beta)
@@ -136,7 +138,7 @@ def build_network(records: Sequence[DatRecord], path: str = "<records>") -> Dlib
         raise InputFormatError(
             path, None, "layers", f"layer sequence {letters!r} is not dlib's face ResNet (stem, residual blocks, pool, fc)"
         )
-    stem = _conv(layers[0], layers[1])
+    stem = _conv(layers[0], layers[1], path)
     mp = layers[3].fields
     if mp["nr"] != mp["nc"] or mp["stride"][0] != mp["stride"][1] or any(mp["padding"]):
         raise InputFormatError(path, None, f"byte {layers[3].offset}", "unsupported max_pool geometry")
@@ -148,7 +150,7 @@ def build_network(records: Sequence[DatRecord], path: str = "<records>") -> Dlib
             pool = recs[5].fields
             if (pool["nr"], pool["nc"], pool["stride"], pool["padding"]) != (2, 2, (2, 2), (0, 0)):
                 raise InputFormatError(path, None, f"byte {recs[5].offset}", "shortcut pool is not avg_pool<2,2,2,2>")
-        blocks.append(ResBlock(_conv(recs[0], recs[1]), _conv(recs[3], recs[4]), down))
+        blocks.append(ResBlock(_conv(recs[0], recs[1], path), _conv(recs[3], recs[4], path), down))
     final_pool, fc = layers[-2].fields, layers[-1].fields
     if (final_pool["nr"], final_pool["nc"]) != (0, 0):
         raise InputFormatError(path, None, f"byte {layers[-2].offset}", "expected avg_pool_everything before fc")

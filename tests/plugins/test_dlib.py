@@ -144,6 +144,10 @@ def test_reader_errors_name_the_file_and_byte():
         parse_dat(b"\x01\x05hello" + data[20:], "bad.dat")
     with pytest.raises(InputFormatError, match=r"^cut\.dat: byte \d+: "):
         parse_dat(data[: len(data) // 2], "cut.dat")
+    # A layer the reader does not know is named, not skipped.
+    at = data.index(b"\x01\x05relu_")
+    with pytest.raises(InputFormatError, match=r"^odd\.dat: byte \d+: unsupported layer record 'prelu_'"):
+        parse_dat(data[:at] + _str("prelu_") + _tensor(np.ones(8)) + data[at:], "odd.dat")
     # A layer sequence that is not dlib's face ResNet (the fc record removed).
     cut = data[: data.index(b"\x01\x04fc_2")]
     with pytest.raises(InputFormatError, match="not dlib's face ResNet"):
@@ -194,7 +198,10 @@ def test_model_from_a_random_dat_file(tmp_path: Path):
     crop112 = F.interpolate(smooth, size=(112, 112), mode="bilinear", align_corners=False)
     crop224 = F.interpolate(crop112, size=(224, 224), mode="bilinear", align_corners=False)
     a, b = arc.to_input_space(crop112), arc.to_input_space(crop224)
-    assert a.shape == (2, 3, 40, 40) and (a - b).abs().max() < 0.03, (a - b).abs().max()
+    # (rows from 35 on lie below the crop, where the zero border blends in at a sub-pixel
+    # position that differs between the two sizes)
+    assert a.shape == (2, 3, 40, 40) and (a - b)[..., :34, :].abs().max() < 0.03
+    assert a[..., 38:, :].abs().sub(torch.tensor(p["avg"]).view(1, 3, 1, 1) / 256).abs().max() < 1e-5
     crop = crop112.clone().requires_grad_(True)
     arc.forward(arc.to_input_space(crop)).sum().backward()
     assert torch.isfinite(crop.grad).all() and crop.grad.abs().sum() > 0
