@@ -33,7 +33,7 @@ __all__ = ["detect_landmarks5", "detect_shape68", "landmarks5_from_68"]
 Detector = Literal["hog", "cnn"]
 Multiple = Literal["largest", "refuse"]
 
-#: HOG/CNN detector upsampling: 1 pyramid-up finds faces down to ~40 px (dlib's own examples).
+#: HOG/CNN detector upsampling: one pyramid-up halves the smallest face found (HOG window 80 px).
 UPSAMPLE = 1
 
 
