@@ -36,6 +36,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "fiqabench_plugins.brackets",
     "fiqabench_plugins.diffiqa",
     "fiqabench_plugins.fr_models",
+    "fiqabench_plugins.dlib",
 )
 
 
