@@ -1,0 +1,1 @@
+"""Real benchmark datasets read in their native layouts (LFW, IJB-C, ...)."""
