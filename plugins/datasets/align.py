@@ -14,8 +14,11 @@ on, so the template, the transform estimate and the warp live in one tested plac
   insightface's ``norm_crop`` estimates the same transform through scikit-image.
 - :func:`warp_to_arcface` resamples bilinearly with a zero border, like the ``cv2.warpAffine``
   call of ``norm_crop`` (same pixel convention: integer coordinates are pixel centres, so a
-  landmark at pixel ``(x, y)`` of the source lands at ``M @ (x, y, 1)`` of the crop). Values
-  differ from OpenCV's fixed-point interpolation by at most about one grey level.
+  landmark at pixel ``(x, y)`` of the source lands at ``M @ (x, y, 1)`` of the crop). The warp
+  runs in Pillow's C code (0.35 ms per crop against 7 ms for the numpy
+  :func:`warp_affine_reference`); the two agree within one grey level wherever the source point
+  lies at least one pixel inside the image (tested). At the very edge of the source Pillow does
+  not blend with the zero border as OpenCV does.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ __all__ = [
     "apply_transform",
     "similarity_transform",
     "warp_affine",
+    "warp_affine_reference",
     "warp_to_arcface",
 ]
 
@@ -120,7 +124,31 @@ def apply_transform(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
 
 
 def warp_affine(image: np.ndarray, matrix: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Warp ``image`` (H, W, C) uint8 by the forward 2 x 3 ``matrix`` into ``size = (h, w)``.
+    """Warp ``image`` (H, W, 3) uint8 by the forward 2 x 3 ``matrix`` into ``size = (h, w)``.
+
+    Pillow's affine transform with bilinear sampling. Pillow puts pixel centres at half-integer
+    coordinates, OpenCV at integers; the inverse map is shifted by half a pixel on both sides to
+    keep OpenCV's convention (landmark coordinates are given in it).
+    """
+    from PIL import Image
+
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"expected a uint8 (H, W, 3) image, got {image.dtype} {image.shape}")
+    full = np.vstack([np.asarray(matrix, dtype=np.float64), [0.0, 0.0, 1.0]])
+    inv = np.linalg.inv(full)
+    a, b, c = inv[0]
+    d, e, f = inv[1]
+    coefficients = (a, b, c + 0.5 - 0.5 * (a + b), d, e, f + 0.5 - 0.5 * (d + e))
+    height, width = int(size[0]), int(size[1])
+    out = Image.fromarray(np.ascontiguousarray(image)).transform(
+        (width, height), Image.Transform.AFFINE, coefficients, resample=Image.Resampling.BILINEAR
+    )
+    return np.asarray(out, dtype=np.uint8)
+
+
+def warp_affine_reference(image: np.ndarray, matrix: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Numpy reference of :func:`warp_affine` (any channel count), OpenCV's border semantics.
 
     Each output pixel ``p`` takes the bilinear sample of the source at ``M^-1 p``; neighbours
     outside the source count as 0 (OpenCV's ``BORDER_CONSTANT``).
