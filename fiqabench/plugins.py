@@ -34,6 +34,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "fiqabench_plugins.synthetic",
     "fiqabench_plugins.brackets",
     "fiqabench_plugins.diffiqa",
+    "fiqabench_plugins.datasets",
 )
 
 
