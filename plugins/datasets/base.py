@@ -394,7 +394,13 @@ class ImageDataset:
     def load(self, index: int) -> np.ndarray:
         """One aligned crop."""
         image = self.decode(index)
-        detect = self._dlib() if self.alignment_spec.mode == "dlib" else None
+        detect = None
+        if self.alignment_spec.mode == "dlib":
+            found = self._dlib()(image)
+            if found is None:
+                self.detection_failures.append(self._ids[index])
+                log.warning("%s: no face found by dlib in %s; using the fixed crop", self.name, self._ids[index])
+            detect = lambda _image: found  # noqa: E731 (detected once, above)
         try:
             crop = self.alignment_spec.apply(image, index, detect)
         except ValueError as exc:  # degenerate landmarks
