@@ -30,6 +30,8 @@ __all__ = [
     "arcface_template",
     "apply_transform",
     "similarity_transform",
+    "similarity_transforms",
+    "pil_affine",
     "warp_affine",
     "warp_affine_reference",
     "warp_to_arcface",
@@ -117,6 +119,51 @@ def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     return matrix
 
 
+def similarity_transforms(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """:func:`similarity_transform` for many point sets at once: ``src`` ``(n, k, 2)`` onto one
+    ``dst`` ``(k, 2)``, as ``(n, 2, 3)``. Rows whose landmarks are not finite or all at one point
+    come back as NaN (the caller names the image when it is read). The same equations, batched
+    (numpy's SVD works on stacks), so IJB-C's 469,375 transforms cost one call.
+    """
+    src = np.asarray(src, dtype=np.float64)
+    dst = np.asarray(dst, dtype=np.float64)
+    if src.ndim != 3 or src.shape[2] != 2 or src.shape[1:] != dst.shape:
+        raise ValueError(f"expected (n, {dst.shape[0]}, 2) landmarks, got {src.shape}")
+    n, k = src.shape[0], src.shape[1]
+    out = np.full((n, 2, 3), np.nan)
+    src_mean = src.mean(axis=1)
+    src_c = src - src_mean[:, None, :]
+    dst_mean = dst.mean(axis=0)
+    dst_c = dst - dst_mean
+    src_var = (src_c**2).sum(axis=(1, 2)) / k
+    ok = np.isfinite(src).all(axis=(1, 2)) & (src_var > 1e-12)
+    if not ok.any():
+        return out
+    sigma = np.einsum("kd,nke->nde", dst_c, src_c[ok]) / k
+    u, d, vt = np.linalg.svd(sigma)
+    sign = np.where(np.linalg.det(u) * np.linalg.det(vt) < 0, -1.0, 1.0)
+    s = np.stack([np.ones_like(sign), sign], axis=1)
+    rotation = np.einsum("nij,nj,njk->nik", u, s, vt)
+    scale = (d * s).sum(axis=1) / src_var[ok]
+    linear = scale[:, None, None] * rotation
+    out[ok, :, :2] = linear
+    out[ok, :, 2] = dst_mean - np.einsum("nij,nj->ni", linear, src_mean[ok])
+    return out
+
+
+def pil_affine(image: "PIL.Image.Image", matrix: np.ndarray, size: tuple[int, int]) -> "PIL.Image.Image":  # noqa: F821
+    """:func:`warp_affine` on a Pillow image, returning a Pillow image (no numpy round trip)."""
+    from PIL import Image
+
+    full = np.vstack([np.asarray(matrix, dtype=np.float64), [0.0, 0.0, 1.0]])
+    inv = np.linalg.inv(full)
+    a, b, c = inv[0]
+    d, e, f = inv[1]
+    coefficients = (a, b, c + 0.5 - 0.5 * (a + b), d, e, f + 0.5 - 0.5 * (d + e))
+    return image.transform((int(size[1]), int(size[0])), Image.Transform.AFFINE, coefficients,
+                           resample=Image.Resampling.BILINEAR)
+
+
 def apply_transform(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
     """``M @ (x, y, 1)`` for each row of ``points`` ``(n, 2)``."""
     points = np.asarray(points, dtype=np.float64)
@@ -135,15 +182,7 @@ def warp_affine(image: np.ndarray, matrix: np.ndarray, size: tuple[int, int]) ->
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"expected a uint8 (H, W, 3) image, got {image.dtype} {image.shape}")
-    full = np.vstack([np.asarray(matrix, dtype=np.float64), [0.0, 0.0, 1.0]])
-    inv = np.linalg.inv(full)
-    a, b, c = inv[0]
-    d, e, f = inv[1]
-    coefficients = (a, b, c + 0.5 - 0.5 * (a + b), d, e, f + 0.5 - 0.5 * (d + e))
-    height, width = int(size[0]), int(size[1])
-    out = Image.fromarray(np.ascontiguousarray(image)).transform(
-        (width, height), Image.Transform.AFFINE, coefficients, resample=Image.Resampling.BILINEAR
-    )
+    out = pil_affine(Image.fromarray(np.ascontiguousarray(image)), matrix, size)
     return np.asarray(out, dtype=np.uint8)
 
 

@@ -43,7 +43,7 @@ import numpy as np
 from fiqabench.api import Comparisons, SampleTable, Templates
 from fiqabench.errors import ConfigError, InputFormatError, MissingArtifactError
 
-from .align import warp_to_arcface
+from .align import arcface_template, pil_affine, similarity_transform, similarity_transforms
 from .protocol import ProtocolFile, duplicate_pair_rows, find_missing, missing_images_error
 
 __all__ = [
@@ -81,38 +81,35 @@ def require_root(name: str, options: Mapping[str, Any], layout: str) -> Path:
     return path
 
 
-def decode_image(path: Path | str) -> np.ndarray:
-    """Decode any Pillow-readable image to uint8 RGB ``(H, W, 3)``; failures name the file."""
+def open_rgb(path: Path | str) -> Any:
+    """Decode any Pillow-readable image to an RGB Pillow image; failures name the file."""
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as image:
-            return np.asarray(image.convert("RGB"))
+            image.load()
+            return image if image.mode == "RGB" else image.convert("RGB")
     except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as exc:
         raise InputFormatError(path, None, None, f"unreadable image: {exc}") from None
 
 
-def decode_bytes(data: bytes, where: str) -> np.ndarray:
-    """Decode an encoded image held in memory (``.bin`` files) to uint8 RGB."""
+def open_rgb_bytes(data: bytes, where: str) -> Any:
+    """:func:`open_rgb` for an encoded image held in memory (``.bin`` files)."""
     import io
 
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(io.BytesIO(data)) as image:
-            return np.asarray(image.convert("RGB"))
+            image.load()
+            return image if image.mode == "RGB" else image.convert("RGB")
     except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as exc:
         raise InputFormatError(where, None, None, f"unreadable image: {exc}") from None
 
 
-def resize_to(image: np.ndarray, size: int = SIZE, box: tuple[float, float, float, float] | None = None) -> np.ndarray:
-    """Bilinear resize (of ``box`` = (left, top, right, bottom) if given) to ``size`` x ``size``."""
-    from PIL import Image
-
-    if box is None and image.shape[0] == size and image.shape[1] == size:
-        return image
-    out = Image.fromarray(image).resize((size, size), Image.Resampling.BILINEAR, box=box)
-    return np.asarray(out)
+def decode_image(path: Path | str) -> np.ndarray:
+    """Decode any Pillow-readable image to uint8 RGB ``(H, W, 3)``; failures name the file."""
+    return np.asarray(open_rgb(path))
 
 
 def read_landmarks_file(path: Path | str, ids: Sequence[str], *, with_score: bool | None = None) -> np.ndarray:
@@ -150,6 +147,12 @@ class Alignment:
     crop_fraction: float = 0.55
     landmarks: np.ndarray | None = None  # (n, 5, 2) for mode "landmarks"
     source: str = ""  # where the landmarks come from (label only)
+    #: (n, 2, 3) similarity per image, computed once from ``landmarks`` (NaN: degenerate points).
+    matrices: np.ndarray | None = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.landmarks is not None and self.matrices is None:
+            object.__setattr__(self, "matrices", similarity_transforms(self.landmarks, arcface_template(SIZE)))
 
     def label(self) -> str:
         if self.mode == "fixed":
@@ -165,16 +168,26 @@ class Alignment:
         cx, cy = width / 2.0, height / 2.0
         return (cx - side / 2.0, cy - side / 2.0, cx + side / 2.0, cy + side / 2.0)
 
-    def apply(self, image: np.ndarray, index: int, detect: Callable[[np.ndarray], np.ndarray | None] | None = None) -> np.ndarray:
+    def apply(self, image: Any, index: int, points: np.ndarray | None = None) -> np.ndarray:
+        """Pillow RGB image -> uint8 ``(112, 112, 3)``; ``points``: detected landmarks (dlib)."""
+        from PIL import Image
+
+        bilinear = Image.Resampling.BILINEAR
         if self.mode == "none":
-            return resize_to(image)
-        if self.mode == "landmarks" and self.landmarks is not None:
-            return warp_to_arcface(image, self.landmarks[index], SIZE)
-        if self.mode == "dlib" and detect is not None:
-            points = detect(image)
-            if points is not None:
-                return warp_to_arcface(image, points, SIZE)
-        return resize_to(image, box=self.fixed_box(image.shape[0], image.shape[1]))
+            if image.size == (SIZE, SIZE):
+                return np.asarray(image)
+            return np.asarray(image.resize((SIZE, SIZE), bilinear))
+        matrix = None
+        if self.mode == "landmarks" and self.matrices is not None:
+            matrix = self.matrices[index]
+            if not np.isfinite(matrix).all():
+                raise ValueError("the five landmarks are degenerate (not finite, or all at one point)")
+        elif self.mode == "dlib" and points is not None:
+            matrix = similarity_transform(points, arcface_template(SIZE))
+        if matrix is not None:
+            return np.asarray(pil_affine(image, matrix, (SIZE, SIZE)))
+        width, height = image.size
+        return np.asarray(image.resize((SIZE, SIZE), bilinear, box=self.fixed_box(height, width)))
 
     def digest_payload(self) -> dict[str, Any]:
         payload: dict[str, Any] = {"mode": self.mode, "label": self.label()}
@@ -387,25 +400,27 @@ class ImageDataset:
                 out[slot] = self.load(i)
         return out
 
+    def open(self, index: int) -> Any:
+        """The raw image of sample ``index`` as an RGB Pillow image (before alignment)."""
+        return open_rgb(self._paths[index])
+
     def decode(self, index: int) -> np.ndarray:
         """The raw image of sample ``index`` as uint8 RGB (before alignment)."""
-        return decode_image(self._paths[index])
+        return np.asarray(self.open(index))
 
     def load(self, index: int) -> np.ndarray:
         """One aligned crop."""
-        image = self.decode(index)
-        detect = None
+        image = self.open(index)
+        points = None
         if self.alignment_spec.mode == "dlib":
-            found = self._dlib()(image)
-            if found is None:
+            points = self._dlib()(np.asarray(image))
+            if points is None:
                 self.detection_failures.append(self._ids[index])
                 log.warning("%s: no face found by dlib in %s; using the fixed crop", self.name, self._ids[index])
-            detect = lambda _image: found  # noqa: E731 (detected once, above)
         try:
-            crop = self.alignment_spec.apply(image, index, detect)
+            return self.alignment_spec.apply(image, index, points)
         except ValueError as exc:  # degenerate landmarks
             raise InputFormatError(self._paths[index], None, None, f"cannot align: {exc}") from None
-        return crop
 
     def _dlib(self) -> Callable[[np.ndarray], np.ndarray | None]:
         if self._detector is None:

@@ -143,6 +143,10 @@ def parse_ijb(root: Path, prefix: str, *, allow_duplicates: bool = False) -> tup
                                   f"{template_ids[b[row]]} are compared earlier too ({repeats.size} duplicate(s) in all; "
                                   "allow_duplicates=true keeps them)")
 
+    # Parsed and checked: keep only the digests of the two big files (images are named via tid_file).
+    lmk_file.release()
+    pair_file.release()
+
     csv_paths = sorted({p for d in (meta, root) for p in d.glob(f"{prefix}_1N_*.csv") if p.is_file()})
     files = [tid_file, lmk_file, pair_file]
     if csv_paths:

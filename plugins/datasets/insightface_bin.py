@@ -29,7 +29,7 @@ import numpy as np
 
 from fiqabench.errors import ConfigError, InputFormatError, MissingArtifactError
 
-from .base import Alignment, ImageDataset, ImageProtocol, decode_bytes
+from .base import Alignment, ImageDataset, ImageProtocol, open_rgb_bytes
 from .protocol import ProtocolFile, check_file
 
 __all__ = ["RestrictedUnpickler", "build_insightface_bin", "load_bin", "KNOWN_NAMES"]
@@ -173,8 +173,8 @@ class BinDataset(ImageDataset):
                          alignment=Alignment("none"), workers=workers, check_images=False)
         self.bin_name = label
 
-    def decode(self, index: int) -> np.ndarray:
-        return decode_bytes(self._bins[index], f"{self._bin_path}[image {index}]")
+    def open(self, index: int) -> Any:
+        return open_rgb_bytes(self._bins[index], f"{self._bin_path}[image {index}]")
 
 
 def build_insightface_bin(*, options: Mapping[str, Any], device: Any = None) -> BinDataset:

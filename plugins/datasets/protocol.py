@@ -72,6 +72,10 @@ class ProtocolFile:
             raise InputFormatError(self.path, None, None, f"cannot read {what}: {exc.strerror or exc}") from None
         self.sha256 = hashlib.sha256(self.data).hexdigest()
 
+    def release(self) -> None:
+        """Drop the bytes once parsed (the digest stays): IJB-C's pair file is 220 MB."""
+        self.data = b""
+
     # -- errors -------------------------------------------------------------------------------
     def error(self, line: int | None, message: str, field: str | None = None) -> InputFormatError:
         return InputFormatError(self.path, line, field, message)

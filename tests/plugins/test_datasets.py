@@ -128,7 +128,8 @@ def test_ijbc_templates_and_subjects(tmp_path: Path) -> None:
     from fiqabench_plugins.datasets.align import warp_to_arcface
 
     raw = ds.decode(0)
-    assert np.array_equal(ds.read_images([0])[0], warp_to_arcface(raw, ds.alignment_spec.landmarks[0]))
+    expected = warp_to_arcface(raw, ds.alignment_spec.landmarks[0]).astype(int)
+    assert np.abs(ds.read_images([0])[0].astype(int) - expected).max() <= 1  # batched vs single estimate
 
 
 def test_adience_identity_and_sampling(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ from fiqabench_plugins.datasets.align import (
     apply_transform,
     arcface_template,
     similarity_transform,
+    similarity_transforms,
     warp_affine,
     warp_affine_reference,
     warp_to_arcface,
@@ -131,3 +132,17 @@ def test_other_sizes_follow_insightface_estimate_norm() -> None:
     img = _smooth_image(200, 200)
     lm = apply_transform(_similarity(1.2, 5.0, 10.0, 20.0), ARCFACE_TEMPLATE_112)
     assert warp_to_arcface(img, lm, size=224).shape == (224, 224, 3)
+
+
+def test_batched_transforms_equal_the_single_ones() -> None:
+    rng = np.random.default_rng(3)
+    src = rng.uniform(0, 200, size=(50, 5, 2))
+    src[7] = 0.0  # degenerate: NaN row
+    src[8, 2, 0] = np.nan
+    src[9] = src[9] * [-1.0, 1.0]  # mirrored set: the reflection guard must act the same
+    batched = similarity_transforms(src, ARCFACE_TEMPLATE_112)
+    for i in range(50):
+        if i in (7, 8):
+            assert np.isnan(batched[i]).all()
+        else:
+            np.testing.assert_allclose(batched[i], similarity_transform(src[i], ARCFACE_TEMPLATE_112), atol=1e-10)
