@@ -188,14 +188,22 @@ def write_full_ijbc(root: Path) -> None:
     frame.insert(0, "n", names)
     frame["s"] = np.round(rng.uniform(0.1, 1.0, size=IJBC_IMAGES), 3)
     frame.to_csv(meta / "ijbc_name_5pts_score.txt", sep=" ", header=False, index=False)
-    # Distinct template pairs: draw keys without repeats.
+    # Distinct template pairs (a < b): distinct indices into the upper triangle, mapped to rows.
     t = IJBC_TEMPLATES
-    keys = np.unique(rng.integers(0, t * t, size=int(IJBC_PAIRS * 1.2)))
-    a, b = keys // t, keys % t
-    keep = a < b
-    keys = keys[keep][: IJBC_PAIRS]
-    rng.shuffle(keys)
-    a, b = keys // t + 1, keys % t + 1
+    total = t * (t - 1) // 2
+    idx = np.unique(rng.integers(0, total, size=int(IJBC_PAIRS * 1.1)))
+    rng.shuffle(idx)
+    idx = idx[:IJBC_PAIRS]
+
+    def before(row: np.ndarray) -> np.ndarray:  # pairs in rows 0 .. row-1
+        return row * t - row * (row + 1) // 2
+
+    a = np.floor(((2 * t - 1) - np.sqrt((2.0 * t - 1) ** 2 - 8.0 * idx)) / 2).astype(np.int64)
+    a -= before(a) > idx  # float rounding: at most one row off either way
+    a += before(a + 1) <= idx
+    b = idx - before(a) + a + 1
+    assert (a < b).all() and (b < t).all() and idx.size == IJBC_PAIRS
+    a, b = a + 1, b + 1
     label = np.zeros(a.size, dtype=np.int64)
     label[rng.choice(a.size, IJBC_MATED, replace=False)] = 1
     pd.DataFrame({"a": a, "b": b, "l": label}).to_csv(meta / "ijbc_template_pair_label.txt", sep=" ", header=False, index=False)

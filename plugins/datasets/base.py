@@ -32,6 +32,7 @@ import hashlib
 import json
 import logging
 import os
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -426,8 +427,11 @@ class ImageDataset:
         if self._detector is None:
             from fiqabench_plugins.dlib.detect import detect_landmarks5
 
+            lock = threading.Lock()  # dlib's detectors are not documented as thread-safe
+
             def detect(image: np.ndarray) -> np.ndarray | None:
-                points, _n_faces = detect_landmarks5(image, detector="hog", multiple="largest")
+                with lock:
+                    points, _n_faces = detect_landmarks5(image, detector="hog", multiple="largest")
                 return None if points is None else np.asarray(points, dtype=np.float64)
 
             self._detector = detect

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -144,23 +145,30 @@ class ProtocolFile:
 
         import pandas as pd
 
-        n_cols = len(names)
+        # One spare column catches lines with too many fields (pandas would otherwise take a
+        # first column it has no name for as the index, silently); index_col=False forbids that.
+        extra = "__extra__"
         try:
-            frame = pd.read_csv(
-                io.BytesIO(self.data),
-                sep=r"\s+",
-                header=None,
-                names=list(names),
-                dtype={n: (object if k == "s" else np.float64) for n, k in zip(names, kinds)},
-                engine="c",
-                skip_blank_lines=True,
-                na_filter=True,
-                keep_default_na=False,
-                na_values=[""],
-            )
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                frame = pd.read_csv(
+                    io.BytesIO(self.data),
+                    sep=r"\s+",
+                    header=None,
+                    names=[*names, extra],
+                    index_col=False,
+                    dtype={**{n: (object if k == "s" else np.float64) for n, k in zip(names, kinds)}, extra: object},
+                    engine="c",
+                    skip_blank_lines=True,
+                    na_filter=True,
+                    keep_default_na=False,
+                    na_values=[""],
+                )
         except (ValueError, pd.errors.ParserError, UnicodeDecodeError):
             self._validate_table(names, kinds)
             raise self.error(None, "could not be parsed as a table") from None  # not reached
+        if frame[extra].notna().any():
+            self._validate_table(names, kinds)
         out: dict[str, np.ndarray] = {}
         for name, kind in zip(names, kinds):
             column = frame[name].to_numpy()
@@ -178,7 +186,6 @@ class ProtocolFile:
                 out[name] = as_int
             else:
                 out[name] = column
-        del n_cols
         return out
 
     def _validate_table(self, names: Sequence[str], kinds: Sequence[str]) -> None:

@@ -36,6 +36,8 @@ def test_numeric_table_fast_path_and_exact_errors(tmp_path: Path) -> None:
         ("x.jpg 1 2\n\ny.jpg 3 nan\n", "t.txt:3: b: expected a finite number"),
         ("x.jpg one 2\n", "t.txt:1: a: expected an integer"),
         ("x.jpg 1 2\ny.jpg 3", "t.txt:2: expected 3 columns"),
+        ("x.jpg 1 2 9\ny.jpg 3 4 9\n", "t.txt:1: expected 3 columns"),  # every line one too many
+        ("x.jpg 1 2 9 9\ny.jpg 3 4 9 9\n", "t.txt:1: expected 3 columns"),
     ]:
         path.write_text(text)
         with pytest.raises(InputFormatError) as info:
