@@ -4,7 +4,8 @@ Format (``research/ecosystem.md`` 4.3): each line is ``<image file> <token>``; a
 ``2k+1`` and ``2k+2``; token ``0`` marks a non-mated pair, any other value a mated pair, whose
 value is its fold (1..10). Non-mated lines do not name their fold: the ``k``-th non-mated pair
 is put in fold ``k * 10 // n_non_mated`` (contiguous blocks, as the ``.bin`` files order them);
-this is an assumption, documented in the README. CALFW names images ``<Name>_<%04d>.jpg``,
+this is an assumption, documented in the README. A copy whose mated pairs all carry one token
+(some CPLFW copies use 1/0) gets contiguous blocks for its mated pairs as well. CALFW names images ``<Name>_<%04d>.jpg``,
 CPLFW ``<Name>_<k>.jpg``; the subject is the name before the last underscore.
 
 Layout under ``root``: the pair file and ``aligned images/`` (with the space; ``images``
@@ -62,13 +63,20 @@ def parse_two_line_pairs(protocol: ProtocolFile) -> tuple[SampleIndex, PairList]
     if pending is not None:
         raise protocol.error(pending[0], "the last pair has only one line (truncated file?)")
     n_non = sum(1 for c in collected if not c[3])
-    k = 0
+    mated_tokens = {c[2] for c in collected if c[3]}
+    n_mated = len(collected) - n_non
+    # Copies that mark every mated pair with the same token (1) carry no folds: use blocks too.
+    blocks = len(mated_tokens) == 1 and n_mated >= N_FOLDS
+    k_non = k_mated = 0
     for a, b, fold, mated, line in collected:
-        if mated:
+        if mated and not blocks:
             fold_index = fold - 1
+        elif mated:
+            fold_index = k_mated * N_FOLDS // n_mated
+            k_mated += 1
         else:
-            fold_index = k * N_FOLDS // max(n_non, 1)
-            k += 1
+            fold_index = k_non * N_FOLDS // max(n_non, 1)
+            k_non += 1
         pairs.add(a, b, mated, fold_index, protocol, line)
     return samples, pairs
 

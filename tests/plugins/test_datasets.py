@@ -529,3 +529,23 @@ def test_ijbc_template_path_end_to_end(tmp_path: Path, capsys: pytest.CaptureFix
     assert code == 0, err
     doc2 = json.loads((tmp_path / "out2" / "results.json").read_text())
     assert doc2["results"][0]["pauc"] == row["pauc"] and doc2["protocols"][0]["threshold"] == protocol["threshold"]
+
+
+def test_calfw_folds_from_tokens_and_from_blocks(tmp_path: Path) -> None:
+    L.make_calfw(tmp_path / "a")
+    ds = _build("calfw", tmp_path / "a")
+    # Mated tokens 1, 2, 2 -> folds 0, 1, 1; two non-mated pairs -> blocks 0 and 5.
+    assert ds.folds().tolist() == [0, 1, 1, 0, 5]
+    lines = []
+    names = [f"P{i}_A" for i in range(12)]
+    for i in range(10):
+        lines += [f"{names[i]}_1.jpg 1", f"{names[i]}_2.jpg 1"]
+    for i in range(10):
+        lines += [f"{names[i]}_1.jpg 0", f"{names[i + 1]}_2.jpg 0"]
+    root = tmp_path / "b"
+    root.mkdir()
+    (root / "pairs_CPLFW.txt").write_text("\n".join(lines) + "\n")
+    for text in lines:
+        L.write_image(root / "aligned images" / text.split()[0], 0, (112, 112))
+    folds = _build("cplfw", root).folds().tolist()
+    assert folds == list(range(10)) * 1 + list(range(10))
