@@ -54,6 +54,21 @@ def _line_of(protocol: ProtocolFile, row: int) -> int:
     return int(protocol.line_numbers()[row])
 
 
+def _template_index(template_ids: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    """Index of each wanted id in the sorted ``template_ids`` (-1: unknown).
+
+    A lookup table when the ids are small integers (IJB-C's are below 200,000): a gather is
+    about 40 times faster than 15.7 M binary searches.
+    """
+    low, high = int(min(template_ids[0], wanted.min())), int(max(template_ids[-1], wanted.max()))
+    if low >= 0 and high < 50_000_000:
+        table = np.full(high + 1, -1, dtype=np.int64)
+        table[template_ids] = np.arange(template_ids.size)
+        return table[wanted]
+    pos = np.minimum(np.searchsorted(template_ids, wanted), template_ids.size - 1)
+    return np.where(template_ids[pos] == wanted, pos, -1).astype(np.int64)
+
+
 def read_subjects(paths: list[Path]) -> tuple[dict[int, str], list[ProtocolFile]]:
     """template id -> subject id from 1:N CSV files (header; TEMPLATE_ID, SUBJECT_ID first)."""
     mapping: dict[int, tuple[str, ProtocolFile, int]] = {}
@@ -121,15 +136,13 @@ def parse_ijb(root: Path, prefix: str, *, allow_duplicates: bool = False) -> tup
         raise pair_file.error(_line_of(pair_file, row), f"expected 1 or 0 (mated or not), found {labels[row]}", "label")
     sides = []
     for field in ("template_a", "template_b"):
-        wanted = pairs[field]
-        pos = np.searchsorted(template_ids, wanted)
-        pos_clipped = np.minimum(pos, template_ids.size - 1)
-        unknown = np.flatnonzero(template_ids[pos_clipped] != wanted)
+        index = _template_index(template_ids, pairs[field])
+        unknown = np.flatnonzero(index < 0)
         if unknown.size:
             row = int(unknown[0])
-            raise pair_file.error(_line_of(pair_file, row), f"template {wanted[row]} has no image in "
+            raise pair_file.error(_line_of(pair_file, row), f"template {pairs[field][row]} has no image in "
                                   f"{tid_file.path.name} ({unknown.size} such pair(s))", field)
-        sides.append(pos_clipped.astype(np.int64))
+        sides.append(index)
     a, b = sides
     same = np.flatnonzero(a == b)
     if same.size:
