@@ -142,7 +142,8 @@ def parse_ijb(root: Path, prefix: str, *, allow_duplicates: bool = False) -> tup
             row = int(unknown[0])
             raise pair_file.error(_line_of(pair_file, row), f"template {pairs[field][row]} has no image in "
                                   f"{tid_file.path.name} ({unknown.size} such pair(s))", field)
-        sides.append(index)
+        # int32 halves the largest array of the protocol (2 x 15.7 M indices: 125 MiB saved).
+        sides.append(index.astype(np.int32) if template_ids.size < 2**31 else index)
     a, b = sides
     same = np.flatnonzero(a == b)
     if same.size:
