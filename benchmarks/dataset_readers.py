@@ -248,7 +248,7 @@ def bench_protocol(tmp: Path, rounds: int) -> None:
     assert len(protocol.a) == IJBC_PAIRS and int(protocol.mated.sum()) == IJBC_MATED
     t = protocol.templates
     arrays = {
-        "comparisons a, b (int64), mated (bool)": protocol.a.nbytes + protocol.b.nbytes + protocol.mated.nbytes,
+        "comparisons a, b (template indices), mated (bool)": protocol.a.nbytes + protocol.b.nbytes + protocol.mated.nbytes,
         "landmarks (float64)": landmarks.nbytes,
         "templates: sample_template, media_ids, detector_scores": t.sample_template.nbytes + t.media_ids.nbytes
         + t.detector_scores.nbytes,
