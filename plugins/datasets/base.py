@@ -357,6 +357,7 @@ class ImageDataset:
         self._ids = tuple(protocol.ids if protocol.ids is not None else protocol.rel_paths)
         self._paths = [os.path.join(self.image_root, p) for p in protocol.rel_paths]
         self._digest: str | None = None
+        self._samples: SampleTable | None = None
         self._detector: Callable[[np.ndarray], np.ndarray | None] | None = None
         #: Images for which dlib found no face (``align=dlib``), in the order met.
         self.detection_failures: list[str] = []
@@ -372,7 +373,9 @@ class ImageDataset:
 
     # -- Dataset protocol ---------------------------------------------------------------------
     def samples(self) -> SampleTable:
-        return SampleTable(ids=self._ids, subjects=tuple(self.protocol.subjects))
+        if self._samples is None:  # built once: IJB-C's table has 469,375 rows
+            self._samples = SampleTable(ids=self._ids, subjects=tuple(self.protocol.subjects))
+        return self._samples
 
     def comparisons(self) -> Comparisons:
         p = self.protocol
