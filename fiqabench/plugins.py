@@ -37,6 +37,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "fiqabench_plugins.diffiqa",
     "fiqabench_plugins.fr_models",
     "fiqabench_plugins.dlib",
+    "fiqabench_plugins.datasets",
 )
 
 
