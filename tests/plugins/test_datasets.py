@@ -476,28 +476,29 @@ def test_missing_root_through_the_cli(tmp_path: Path, capsys: pytest.CaptureFixt
 
 # -- IJB-C end to end through `fiqabench run` with a toy FR model ---------------------------------
 TOY_ALIGNED = '''
-import numpy as np
-from fiqabench import hookimpl
+from fiqabench import FRCapabilities, hookimpl
 
 
-class ToyAlignedFR:
+def build(*, options, device):
     """8 x 8 block means of the 112 px crop, randomly projected: enough to tell the toy images apart."""
+    import torch
+    from torch import nn
 
-    name, version, domain, embedding_size = "toy-aligned", "1", "aligned-112-face", 16
-    weights_digest = "toy"
+    from fiqabench import InputSpace
+    from fiqabench.fr import TorchFRModel
 
-    def __init__(self, *, options, device):
-        self.projection = np.random.default_rng(5).normal(size=(8 * 8 * 3, 16))
-
-    def embed(self, images):
-        x = images.astype(np.float64).reshape(len(images), 8, 14, 8, 14, 3).mean(axis=(2, 4)) / 255.0 - 0.5
-        return (x.reshape(len(images), -1) @ self.projection).astype(np.float32)
+    torch.manual_seed(5)
+    trunk = nn.Sequential(nn.AvgPool2d(14), nn.Flatten(), nn.Linear(8 * 8 * 3, 16, bias=False))
+    return TorchFRModel(name="toy-aligned", version="1", domain="aligned-112-face",
+                        input_space=InputSpace(size=(112, 112)), embedding_size=16, trunk=trunk,
+                        head=nn.Identity(), weights_digest="toy", device=device)
 
 
 @hookimpl
 def fiqabench_register_fr_models(register):
-    register("toy-aligned", ToyAlignedFR, version="1", summary="toy FR on aligned 112 px crops",
-             domain="aligned-112-face")
+    register("toy-aligned", build, version="1", summary="toy FR on aligned 112 px crops",
+             domain="aligned-112-face",
+             capabilities=FRCapabilities(differentiable=True, has_dropout=False, has_trunk_head=True))
 '''
 
 

@@ -277,7 +277,7 @@ def test_registered_without_weights_names_the_option() -> None:
     reg = _registry()
     for name in ("arcface", "cosface", "adaface", "curricularface", "onnx"):
         entry = reg.get("fr_model", name)
-        assert entry.metadata["domain"] == "aligned-112-face"
+        assert entry.domain == "aligned-112-face"
         reason = entry.unavailable_reason()
         assert reason == f"needs its weights: set --fr-option {name}:weights=PATH"
         assert entry.options["weights"].is_path
@@ -289,7 +289,7 @@ def test_registered_without_weights_names_the_option() -> None:
 def test_capabilities_follow_the_dropout_of_each_project() -> None:
     reg = _registry()
     caps = {
-        name: reg.get("fr_model", name).metadata["capabilities"]
+        name: reg.get("fr_model", name).capabilities
         for name in ("arcface", "adaface", "curricularface")
     }
     # arcface_torch releases train with dropout p = 0: no dropout to sample unless the user asks.
