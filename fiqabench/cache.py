@@ -3,12 +3,12 @@
 Layout under the root (``--cache-dir``, else ``FIQABENCH_CACHE_DIR``, else
 ``$XDG_CACHE_HOME/fiqabench``)::
 
-    v1/<kind>/<dataset>/<component>/<key>/part-00000.npz ... meta.json
+    v1/<kind>/<dataset>/<component>/<key>/part-<lo>-<hi>.npz ... meta.json
 
-An entry is complete when ``meta.json`` exists; it is written last. Each shard is written to a
-temporary file in the same directory and renamed into place, so a crash (Ctrl-C, ``kill -9``)
-leaves whole shards or nothing, and the next run resumes at the first missing shard. Arrays are
-stored with ``allow_pickle=False``.
+An entry is complete when ``meta.json`` exists; the driver writes it last. Each shard (the items
+``lo..hi-1``) is written to a temporary file in the same directory and renamed into place, so a
+crash (Ctrl-C, ``kill -9``, a lost worker) leaves whole shards or nothing, and the next run fills
+the gaps, whatever its shard size. Arrays are stored with ``allow_pickle=False``.
 """
 
 from __future__ import annotations

@@ -216,7 +216,7 @@ def recorded_ms_per_image(cache: Cache, dataset_spec: str, component_spec: str, 
 class Workspace:
     """The components of one worker, each built once (datasets, FR models, methods)."""
 
-    def __init__(self, registry: Any, device: str, progress: Callable[[int, str], Any] | None = None) -> None:
+    def __init__(self, registry: Any, device: str) -> None:
         self.registry = registry
         self.device = device
         self.host = socket.gethostname()
