@@ -34,6 +34,10 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "fiqabench_plugins.synthetic",
     "fiqabench_plugins.brackets",
     "fiqabench_plugins.diffiqa",
+    "fiqabench_plugins.cr_fiqa",
+    "fiqabench_plugins.magface",
+    "fiqabench_plugins.ser_fiq",
+    "fiqabench_plugins.faceqan",
 )
 
 
