@@ -63,12 +63,20 @@ def derive_seeds(seeds: np.ndarray | Sequence[int], *counters: int | np.ndarray)
 
 
 def _mix32(x: torch.Tensor) -> torch.Tensor:
-    """lowbias32 on int32 tensors (bit pattern of the uint32 result); shifts are logical."""
-    x = x ^ ((x >> 16) & 0xFFFF)
-    x = x * _MIX1
-    x = x ^ ((x >> 15) & 0x1FFFF)
-    x = x * _MIX2
-    return x ^ ((x >> 16) & 0xFFFF)
+    """lowbias32 on int32 tensors (bit pattern of the uint32 result); shifts are logical.
+
+    Works in place on ``x`` (callers pass fresh tensors): the hash is most of SER-FIQ's cost,
+    and in-place steps halve it.
+    """
+    t = x >> 16
+    x ^= t.bitwise_and_(0xFFFF)
+    x *= _MIX1
+    t = x >> 15
+    x ^= t.bitwise_and_(0x1FFFF)
+    x *= _MIX2
+    t = x >> 16
+    x ^= t.bitwise_and_(0xFFFF)
+    return x
 
 
 def _row_keys(seeds: np.ndarray | Sequence[int] | torch.Tensor, stream: int, device: torch.device) -> torch.Tensor:
@@ -117,8 +125,10 @@ def seeded_dropout(
     n = flat.shape[1]
     h = _row_hashes(seeds, (n + 1) // 2, stream, x.device)
     threshold = int(round(p * 65536))
-    keep = torch.stack(((h & 0xFFFF) >= threshold, ((h >> 16) & 0xFFFF) >= threshold), dim=-1).view(rows, -1)[:, :n]
-    return (flat * keep * (1.0 / (1.0 - p))).view_as(x)
+    low = (h & 0xFFFF) >= threshold
+    high = h.bitwise_right_shift_(16).bitwise_and_(0xFFFF) >= threshold
+    keep = torch.stack((low, high), dim=-1).view(rows, -1)[:, :n]
+    return (flat * keep).mul_(1.0 / (1.0 - p)).view_as(x)
 
 
 

@@ -53,7 +53,8 @@ OPTIONS: dict[str, Option] = {
         _rate,
     ),
     "batch_images": Option(
-        32, "images whose m passes go through the head together", _positive_int, affects_result=False
+        4, "images whose m passes go through the head together (small: the m x features stay in cache)",
+        _positive_int, affects_result=False
     ),
 }
 

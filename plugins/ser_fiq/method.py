@@ -51,7 +51,10 @@ def serfiq_quality(embeddings: torch.Tensor) -> torch.Tensor:
     0.391141
     """
     m = embeddings.shape[1]
-    dist = torch.cdist(embeddings, embeddings, compute_mode="donot_use_mm_for_euclid_dist")
+    # Unit vectors: ||a - b|| = sqrt(2 - 2 a.b); the Gram matrix in float64 is exact enough
+    # (distances here are 0.1-1) and 4x cheaper than cdist's exact mode.
+    e = embeddings.double()
+    dist = (2.0 - 2.0 * (e @ e.transpose(1, 2))).clamp_min_(0.0).sqrt_()
     iu = torch.triu_indices(m, m, offset=1, device=embeddings.device)
     mean = dist[:, iu[0], iu[1]].mean(dim=1)
     return 2.0 * torch.sigmoid(-mean)
@@ -80,7 +83,7 @@ class SERFIQ:
         self.r = float(options.get("r", 0.88))
         rate = options.get("dropout_rate")
         self.inserted = None if rate is None else float(rate)
-        self.batch_images = max(1, int(options.get("batch_images", 32)))
+        self.batch_images = max(1, int(options.get("batch_images", 4)))
 
     def _check(self, fr_model: FaceRecognitionModel | None) -> FaceRecognitionModel:
         if fr_model is None:
