@@ -4,7 +4,7 @@
   unit's output, paper §3.3);
 - FR models ``synthetic-cr-fiqa`` (the embedded backbone) and ``cr-fiqa`` (an official iResNet
   checkpoint), since users of CR-FIQA compare with its own recognition;
-- trainer ``cr-fiqa`` -> :func:`fiqabench_plugins.cr_fiqa.train.train` (paper Eq. 6 on
+- trainer ``cr-fiqa`` -> :func:`fiqabench_plugins.cr_fiqa.train.train` (the paper's joint loss on
   ``synthetic-train``, the machinery of ``synthetic-fr``).
 """
 
@@ -25,14 +25,14 @@ TRAINER_VERSION = "1"
 
 DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "weights" / "cr-fiqa-embedded.safetensors"
 TRAIN_COMMAND = "fiqabench train cr-fiqa --option epochs=10 --output PATH"
-REFERENCE = "Boutros et al.: CR-FIQA, CVPR 2023 (§3, Eq. 2-6); fdbtrs/CR-FIQA"
+REFERENCE = "Boutros et al.: CR-FIQA, CVPR 2023 (§3); fdbtrs/CR-FIQA"
 
 TRAINER_OPTIONS: dict[str, Option] = {
     **FR_TRAINER_OPTIONS,
-    "alpha": Option(10.0, "weight of the quality regression loss (paper Eq. 6: 10)", float),
+    "alpha": Option(10.0, "weight of the quality regression loss (paper: 10)", float),
     "beta": Option(0.5, "SmoothL1 beta (released code: 0.5)", float),
     "target": Option(
-        "paper", "paper: CCS / (NNCCS + 1 + 1e-9) (Eq. 4); code: CCS / NNCCS (released trainer)", str,
+        "paper", "paper: CCS / (NNCCS + 1 + 1e-9) (paper); code: CCS / NNCCS (released trainer)", str,
         choices=("paper", "code"),
     ),
     "scale": Option(32.0, "margin-softmax scale s (the embedded world's 32; paper 64)", float),
@@ -132,6 +132,6 @@ def fiqabench_register_trainers(register: Any) -> None:
         "cr-fiqa",
         "fiqabench_plugins.cr_fiqa.train:train",
         version=TRAINER_VERSION,
-        summary="Train CR-FIQA's FR network + quality unit jointly on synthetic-train (paper Eq. 6)",
+        summary="Train CR-FIQA's FR network + quality unit jointly on synthetic-train (the paper's joint loss)",
         options=TRAINER_OPTIONS,
     )

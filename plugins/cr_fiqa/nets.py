@@ -5,21 +5,24 @@ The network is the embedded FR model's architecture (:class:`SynthFRNet`: trunk,
 embedding, as in the released backbone (``backbones/iresnet.py``: ``qs = Linear(num_features, 1)``
 applied to the output of the ``features`` BN; the network returns ``(embedding, qs)``).
 
-The objective (paper §3, Eq. 1-6; released ``losses.py`` and ``train_cr_fiqa.py``):
+The objective (paper §3; released ``losses.py`` and ``train_cr_fiqa.py``):
 
 - margin-softmax cross-entropy over the class centres ``W`` (ArcFace, paper §3.1; here the
   embedded world's ArcFace head, ``s = 32``, ``m = 0.35``, the values every FR model of this world is
   trained with: the paper's ``s = 64``, ``m = 0.5`` do not converge at 2,000 identities in this
   budget, research note ``embedded-world-pilot.md``);
-- per sample, ``CCS = cos(x_i, W_{y_i})`` (Eq. 2, similarity to its own class centre) and
-  ``NNCCS = max_{j != y_i} cos(x_i, W_j)`` (Eq. 3, the nearest negative class centre), both without
+- per sample, ``CCS = cos(x_i, W_{y_i})`` (similarity to its own class centre) and
+  ``NNCCS = max_{j != y_i} cos(x_i, W_j)`` (the nearest negative class centre), both without
   margin and without gradient (the released code computes them under ``torch.no_grad`` from the
   cosine matrix, setting the own class to ``-1e-12`` before the max);
-- the certainty ratio ``CR = CCS / (NNCCS + 1 + eps)`` (Eq. 4, ``eps = 1e-9``, the default), or the
+- the certainty ratio ``CR = CCS / (NNCCS + 1 + eps)`` (the paper's formula, ``eps = 1e-9``, the default), or the
   released code's ``CCS / NNCCS`` (``target=code``);
-- loss ``L = L_CE + alpha * SmoothL1_beta(CR, qs)`` with ``alpha = 10`` and ``beta = 0.5`` (Eq. 6;
+- loss ``L = L_CE + alpha * SmoothL1_beta(CR, qs)`` with ``alpha = 10`` and ``beta = 0.5`` (paper §3;
   ``criterion_qs = SmoothL1Loss(beta=0.5)``, ``alpha = 10.0`` in ``train_cr_fiqa.py``), and the
   released trainer's gradient-norm clipping of the backbone at 5.
+
+Equation numbers are not quoted: the paper's text was not available here; the formulas follow the
+research note (``research/baselines.md`` §2.9) and the released code named above.
 """
 
 from __future__ import annotations
@@ -33,11 +36,11 @@ from fiqabench_plugins.synthetic.train import ArcFaceHead
 
 __all__ = ["ALPHA", "BETA", "EPS", "CRFIQANet", "CRFIQAObjective", "certainty_ratio", "class_centre_similarities"]
 
-#: Loss weight of the quality regression (paper Eq. 6; released code ``alpha = 10.0``).
+#: Loss weight of the quality regression (paper; released code ``alpha = 10.0``).
 ALPHA = 10.0
 #: SmoothL1 transition point (released code ``SmoothL1Loss(beta=0.5)``).
 BETA = 0.5
-#: The paper's epsilon in ``NNCCS + (1 + eps)`` (Eq. 4); 1e-9 as in the ViT-FIQA code that reuses it.
+#: The paper's epsilon in ``NNCCS + (1 + eps)``; 1e-9 as in the ViT-FIQA code that reuses it.
 EPS = 1e-9
 #: The released code's clipping of the backbone's gradient norm.
 CLIP_GRAD_NORM = 5.0
@@ -58,7 +61,7 @@ class CRFIQANet(SynthFRNet):
 def class_centre_similarities(
     embeddings: torch.Tensor, centres: torch.Tensor, labels: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(CCS, NNCCS)`` per sample (Eq. 2-3), without gradient.
+    """``(CCS, NNCCS)`` per sample, without gradient.
 
     ``centres`` is ``(classes, D)``. As in the released code the own class is set to ``-1e-12``
     before the max over classes, so NNCCS is never taken from the sample's own centre.
@@ -73,7 +76,7 @@ def class_centre_similarities(
 
 
 def certainty_ratio(ccs: torch.Tensor, nnccs: torch.Tensor, variant: str = "paper") -> torch.Tensor:
-    """The regression target: ``CCS / (NNCCS + 1 + eps)`` (paper Eq. 4) or ``CCS / NNCCS`` (code).
+    """The regression target: ``CCS / (NNCCS + 1 + eps)`` (paper) or ``CCS / NNCCS`` (code).
 
     >>> certainty_ratio(torch.tensor([0.8]), torch.tensor([0.2])).item()  # 0.8 / 1.2
     0.6666666865348816
@@ -88,7 +91,7 @@ def certainty_ratio(ccs: torch.Tensor, nnccs: torch.Tensor, variant: str = "pape
 
 
 class CRFIQAObjective(nn.Module):
-    """Margin-softmax CE + ``alpha`` x SmoothL1(CR, qs) (Eq. 6); the objective of ``fit``."""
+    """Margin-softmax CE + ``alpha`` x SmoothL1(CR, qs); the objective of ``fit``."""
 
     def __init__(
         self,

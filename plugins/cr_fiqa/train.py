@@ -3,7 +3,7 @@
 The data, degradation augmentation, flips, one-cycle AdamW schedule, seeding and resumable
 checkpoints are those of ``synthetic-fr`` (:func:`fiqabench_plugins.synthetic.train.fit`), so the
 backbone sees exactly what the embedded FR model saw; only the network (+ ``qs``) and the objective
-(:class:`.nets.CRFIQAObjective`, paper Eq. 6) differ, plus the released trainer's clipping of the
+(:class:`.nets.CRFIQAObjective`, the paper's joint loss) differ, plus the released trainer's clipping of the
 backbone's gradient norm at 5.
 
 The shipped ``weights/cr-fiqa-embedded.safetensors`` is the output of

@@ -38,7 +38,7 @@ OPTIONS: dict[str, Option] = {
     "k": Option(10, "adversarial examples per image (paper §3; official default 10)", _copies),
     "l": Option(5, "BIM iterations (paper §3; official default 5)", _positive_int),
     "eps": Option(1e-3, "uniform-noise spread and BIM step on the [0, 1] image (official 0.001)", _epsilon),
-    "p": Option(5, "exponent of the final score (paper Eq. 5; official default 5)", _positive_int),
+    "p": Option(5, "exponent of the final score (official default 5)", _positive_int),
     "batch_images": Option(
         16, "images whose k copies go through the model together", _positive_int, affects_result=False
     ),
@@ -52,7 +52,7 @@ def fiqabench_register_fiqa_methods(register: Any) -> None:
         "fiqabench_plugins.faceqan.method:FaceQAN",
         version=VERSION,
         summary="Adversarial-noise robustness of the embedding (k = 10 BIM runs of l = 5 steps) x flip symmetry",
-        reference="Babnik, Peer, Štruc: FaceQAN, ICPR 2022 (§3, Eq. 1-5); LSIbabnikz/FaceQAN",
+        reference="Babnik, Peer, Štruc: FaceQAN, ICPR 2022 (§3); LSIbabnikz/FaceQAN",
         display_name="FaceQAN",
         needs_fr_model="gradients",
         higher_is_better=True,

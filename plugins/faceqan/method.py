@@ -13,9 +13,9 @@ Paper §3 and the official ``src/`` (``bim_attack.py``, ``symmetry.py``, ``util.
    -1, 1)``. The recorded similarity of a step is that of the copies *before* its update, as in
    the code, so the set ``S`` holds ``k x l`` similarities from exactly ``l`` forward + backward
    passes of the ``k`` copies (the first row is the noise-only start);
-3. symmetry ``s_f = cos(e(x), e(flip x))`` (``symmetry.py``, paper Eq. 4);
+3. symmetry ``s_f = cos(e(x), e(flip x))`` (``symmetry.py``);
 4. ``q = (((1 + mean S) / 2) * clip(1 - std S, 0, 1) * s_f) ^ p`` with ``p = 5`` (``util.F``,
-   paper Eq. 5; ``std`` is numpy's population standard deviation).
+   the paper's final score; ``std`` is numpy's population standard deviation).
 
 Departures for speed, none of which changes the algorithm: the ``k`` copies of several images go
 through the model in one batch (``batch_images``; the loss is summed over copies, so each copy's
@@ -24,6 +24,9 @@ gradient is its own: the model is in eval mode and samples do not interact), ``e
 through a counter-based hash (:func:`fiqabench.fr.seeded_uniform`), so scores do not depend on the
 batch or the device (the official code draws it from torch's global RNG, so its scores vary from
 run to run, as its README warns).
+
+Equation numbers are not quoted: the paper's text was not available here; the formulas follow the
+research note (``research/baselines.md`` §2.8) and the released code named above.
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ __all__ = ["FaceQAN", "aggregate", "bim_similarities", "loss_and_gradient"]
 
 
 def aggregate(similarities: torch.Tensor, symmetry: torch.Tensor, p: int = 5) -> torch.Tensor:
-    """Eq. 5: ``(((1 + mean S) / 2) * clip(1 - std S, 0, 1) * s_f) ** p`` over ``(B, k*l)`` ``S``.
+    """The final score ``(((1 + mean S) / 2) * clip(1 - std S, 0, 1) * s_f) ** p`` over ``(B, k*l)`` ``S``.
 
     >>> s = torch.tensor([[0.9, 0.7]])  # mean 0.8, population std 0.1
     >>> round(aggregate(s, torch.tensor([0.5]), p=1).item(), 6)  # 0.9 * 0.9 * 0.5

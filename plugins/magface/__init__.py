@@ -3,7 +3,7 @@
 - method ``magface`` -> :class:`fiqabench_plugins.magface.model.MagFace` (quality = ``||f(x)||``);
 - FR models ``synthetic-magface`` (the embedded network) and ``magface`` (an official iResNet
   checkpoint): MagFace is a recognition model first;
-- trainer ``magface`` -> :func:`fiqabench_plugins.magface.train.train` (paper Eq. 3-5 on
+- trainer ``magface`` -> :func:`fiqabench_plugins.magface.train.train` (paper §3 on
   ``synthetic-train``, the machinery of ``synthetic-fr``).
 """
 
@@ -24,7 +24,7 @@ TRAINER_VERSION = "1"
 
 DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "weights" / "magface-embedded.safetensors"
 TRAIN_COMMAND = "fiqabench train magface --option epochs=10 --output PATH"
-REFERENCE = "Meng et al.: MagFace, CVPR 2021 (§3.2-3.3, Eq. 3-5); IrvingMeng/MagFace"
+REFERENCE = "Meng et al.: MagFace, CVPR 2021 (§3); IrvingMeng/MagFace"
 
 TRAINER_OPTIONS: dict[str, Option] = {
     **FR_TRAINER_OPTIONS,
@@ -125,6 +125,6 @@ def fiqabench_register_trainers(register: Any) -> None:
         "magface",
         "fiqabench_plugins.magface.train:train",
         version=TRAINER_VERSION,
-        summary="Train the embedded FR network with the MagFace loss on synthetic-train (paper Eq. 3-5)",
+        summary="Train the embedded FR network with the MagFace loss on synthetic-train (paper §3)",
         options=TRAINER_OPTIONS,
     )

@@ -1,22 +1,25 @@
 """MagFace's training objective on the embedded world (Meng et al., CVPR 2021).
 
 The network is the embedded FR model's architecture (:class:`SynthFRNet`); MagFace changes only the
-loss (paper §3.2-3.3, Eq. 3-5; released ``models/magface.py`` and ``run/trainer.py``):
+loss (paper §3; released ``models/magface.py`` and ``run/trainer.py``):
 
 - the magnitude ``a = ||f(x)||`` of the unnormalised embedding, clamped to ``[l_a, u_a]``
   (``MagLinear.forward``);
 - a magnitude-aware angular margin ``m(a) = (u_m - l_m) / (u_a - l_a) * (a - l_a) + l_m``, linear
-  from ``l_m`` at ``l_a`` to ``u_m`` at ``u_a`` (Eq. 4; ``SoftmaxBuilder._margin``), applied to the
+  from ``l_m`` at ``l_a`` to ``u_m`` at ``u_a`` (``SoftmaxBuilder._margin``), applied to the
   target class as ``cos(theta + m(a))``; the release's ``easy_margin=True`` keeps ``cos(theta)``
   where ``cos(theta) <= 0``;
-- the regulariser ``g(a) = 1/a + a/u_a^2`` (Eq. 5; ``MagLoss.calc_loss_G``), averaged over the
+- the regulariser ``g(a) = 1/a + a/u_a^2`` (``MagLoss.calc_loss_G``), averaged over the
   batch and weighted by ``lambda_g``: ``L = L_CE + lambda_g * mean g(a)``;
 - release values ``l_a = 10``, ``u_a = 110``, ``l_m = 0.45``, ``u_m = 0.8``, ``lambda_g = 35``.
 
 The scale ``s`` is the embedded world's 32 (release 64; see ``cr_fiqa.nets`` for why this world
 trains every FR model at 32). ``lambda_g = 35`` stays above the release's feasibility bound
 ``s k u_a^2 l_a^2 / (u_a^2 - l_a^2)`` (11.3 at ``s = 32``, 22.6 at 64) that ``run/trainer.py``
-checks, so Eq. 5's optimum stays unique.
+checks, so the loss keeps a unique optimum.
+
+Equation numbers are not quoted: the paper's text was not available here; the formulas follow the
+research note (``research/baselines.md`` §2.5) and the released code named above.
 
 Quality (paper §3.3): the magnitude ``||f(x)||`` of the embedding before normalisation.
 """
@@ -38,7 +41,7 @@ L_A, U_A, L_M, U_M, LAMBDA_G = 10.0, 110.0, 0.45, 0.8, 35.0
 
 
 def magnitude_margin(a: torch.Tensor, l_a: float = L_A, u_a: float = U_A, l_m: float = L_M, u_m: float = U_M) -> torch.Tensor:
-    """Eq. 4, ``m(a)``, for magnitudes already clamped to ``[l_a, u_a]``.
+    """The magnitude-aware margin ``m(a)``, for magnitudes already clamped to ``[l_a, u_a]``.
 
     >>> [round(v, 6) for v in magnitude_margin(torch.tensor([10.0, 60.0, 110.0])).tolist()]
     [0.45, 0.625, 0.8]
@@ -47,7 +50,7 @@ def magnitude_margin(a: torch.Tensor, l_a: float = L_A, u_a: float = U_A, l_m: f
 
 
 def regulariser(a: torch.Tensor, u_a: float = U_A) -> torch.Tensor:
-    """Eq. 5, ``g(a) = 1/a + a/u_a^2`` (minimal at ``a = u_a``: ``2/u_a``).
+    """The regulariser ``g(a) = 1/a + a/u_a^2`` (minimal at ``a = u_a``: ``2/u_a``).
 
     >>> [round(v, 6) for v in regulariser(torch.tensor([10.0, 110.0])).tolist()]  # 1/10 + 10/12100, 2/110
     [0.100826, 0.018182]

@@ -2,7 +2,7 @@
 
 The data, degradation augmentation, flips, one-cycle AdamW schedule, seeding and resumable
 checkpoints are those of ``synthetic-fr`` (:func:`fiqabench_plugins.synthetic.train.fit`); only the
-objective differs (:class:`.nets.MagFaceObjective`, paper Eq. 3-5 with the release's values).
+objective differs (:class:`.nets.MagFaceObjective`, paper §3 with the release's values).
 
 The shipped ``weights/magface-embedded.safetensors`` is the output of
 ``fiqabench train magface --output plugins/magface/weights/magface-embedded.safetensors`` with the
@@ -42,7 +42,7 @@ def train(
     bound = feasibility_bound(float(cfg["scale"]), l_a, u_a, l_m, u_m)
     if float(cfg["lambda_g"]) < bound:
         raise ConfigError(
-            f"magface option lambda_g={cfg['lambda_g']!r}: below the bound {bound:.1f} for a unique optimum (paper Thm. 3.1)"
+            f"magface option lambda_g={cfg['lambda_g']!r}: below the bound {bound:.1f} for a unique optimum (the check of the release's run/trainer.py)"
         )
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)

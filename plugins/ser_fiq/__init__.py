@@ -66,7 +66,7 @@ def fiqabench_register_fiqa_methods(register: Any) -> None:
         "fiqabench_plugins.ser_fiq.method:SERFIQ",
         version=VERSION,
         summary="Embedding robustness under m = 100 dropout passes (trunk once, head m times)",
-        reference="Terhörst et al.: SER-FIQ, CVPR 2020 (§3.2, Eq. 1-2); pterhoer/FaceImageQuality",
+        reference="Terhörst et al.: SER-FIQ, CVPR 2020 (§3); pterhoer/FaceImageQuality",
         display_name="SER-FIQ",
         needs_fr_model="dropout",
         higher_is_better=True,

@@ -1,11 +1,11 @@
 """SER-FIQ: unsupervised quality from the stochastic embedding robustness (Terhörst et al., CVPR 2020).
 
-Paper §3.2 and the official ``face_image_quality.py`` (``SER_FIQ.get_score``):
+Paper §3 and the official ``face_image_quality.py`` (``SER_FIQ.get_score``):
 
 1. pass the image ``m = 100`` times through the FR model with its dropout layer active, giving
-   embeddings ``x_1 .. x_m`` (§3.2, "stochastic embeddings"), each L2-normalised;
+   embeddings ``x_1 .. x_m`` ("stochastic embeddings"), each L2-normalised;
 2. ``q = 2 sigmoid(-d)``, with ``d`` the mean Euclidean distance over all pairs ``i < j`` of the
-   normalised embeddings (Eq. 2; the code's ``2 * (1 / (1 + exp(mean(eucl_dist))))`` over
+   normalised embeddings (the paper's quality; the code's ``2 * (1 / (1 + exp(mean(eucl_dist))))`` over
    ``triu_indices(T, k=1)``);
 3. optionally (``rescale=true``, off by default) the code's later normalisation
    ``1 / (1 + exp(-alpha (q - r)))`` with ``alpha = 130``, ``r = 0.88``, which spreads the
@@ -22,6 +22,9 @@ The model's own dropout rate is used (the paper's "same model" setting: the FR m
 trained with dropout). ``dropout_rate=P`` inserts a dropout of rate ``P`` on the head's input
 for a model that has none: a departure from the paper (the network never saw dropout there),
 offered for users who want a SER-FIQ-style score from such a model anyway.
+
+Equation numbers are not quoted: the paper's text was not available here; the formulas follow the
+research note (``research/baselines.md`` §2.7) and the released code named above.
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ INSERTED_STREAM = 1_000
 
 
 def serfiq_quality(embeddings: torch.Tensor) -> torch.Tensor:
-    """Eq. 2: ``2 sigmoid(-mean_{i<j} ||x_i - x_j||)`` of ``(B, m, D)`` L2-normalised embeddings.
+    """``2 sigmoid(-mean_{i<j} ||x_i - x_j||)`` of ``(B, m, D)`` L2-normalised embeddings.
 
     >>> e = torch.tensor([[[1.0, 0.0], [0.0, 1.0]]])  # one pair at distance sqrt(2)
     >>> round(serfiq_quality(e).item(), 6)  # 2 / (1 + e^sqrt(2))
