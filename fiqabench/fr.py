@@ -36,7 +36,6 @@ __all__ = [
 # (key + mix(index)) with lowbias32 (C. Wellons), computed in int32 tensors on the device.
 # int32 multiplication wraps modulo 2^32 on every torch backend; a test checks the tensor hash
 # against an exact Python reference.
-_U64 = (1 << 64) - 1
 _MIX1, _MIX2 = 0x7FEB352D, 0x846CA68B - (1 << 32)  # lowbias32 multipliers, as int32
 
 

@@ -71,5 +71,5 @@ def fiqabench_register_fiqa_methods(register: Any) -> None:
         needs_fr_model="dropout",
         higher_is_better=True,
         options=OPTIONS,
-        cost_ms_per_image=1.0,
+        cost_ms_per_image=1.5,  # about 6x one SynthArcFace forward pass (benchmarks/baselines_speed.md)
     )
