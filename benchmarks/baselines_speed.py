@@ -2,7 +2,7 @@
 
 Usage::
 
-    .venv/bin/python benchmarks/baselines_speed.py [--images 32] [--rounds 5] [--threads 1]
+    .venv/bin/python benchmarks/baselines_speed.py [--images 64] [--rounds 7] [--threads 1]
 
 On ``--images`` images of the embedded benchmark (32 px), every round times, in one interleaved
 sequence, each method's ``score`` and the references it is measured against, per image:
@@ -16,8 +16,8 @@ sequence, each method's ``score`` and the references it is measured against, per
 - ``ser-fiq, m full passes``: SER-FIQ the way the paper's code runs it, the whole network m = 100
   times (the trunk-once path's baseline).
 
-Ratios are taken within each round (method / reference of the same round) and the median over
-rounds is reported, so a machine shared with other jobs slows both sides of a ratio alike. Paper
+Ratios are taken within each round (method / reference of the same round; odd rounds run the
+sequence backwards) and the median over rounds is reported, so a machine shared with other jobs slows both sides of a ratio alike. Paper
 Table 3 (DifFIQA, RTX 3090, official code, iResNet-100 at 112 px) is printed next to it.
 """
 
@@ -47,8 +47,8 @@ def per_image(fn: Callable[[], object], n: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--images", type=int, default=32)
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--images", type=int, default=64)
+    parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -114,8 +114,10 @@ def main() -> None:
     for fn, _ in timers.values():  # warm-up
         fn()
     times: dict[str, list[float]] = {name: [] for name in timers}
-    for _ in range(args.rounds):
-        for name, (fn, count) in timers.items():
+    for round_index in range(args.rounds):
+        # Odd rounds run the sequence backwards, so no method always follows the same neighbour.
+        order = list(timers.items())
+        for name, (fn, count) in order if round_index % 2 == 0 else order[::-1]:
             times[name].append(per_image(fn, count))
 
     def ratio(name: str, ref: str, scale: float = 1.0) -> float:
