@@ -50,7 +50,7 @@ def main() -> None:
     methods = ",".join(BASELINES + REFERENCES + BRACKETS)
     command = [sys.executable, "-m", "fiqabench", "run", "-q", "--datasets", "synthetic", "--methods", methods,
                "--seed", "0", "--output", str(out), "--cache-dir", str(cache), "--formats", "csv"]
-    print("$ OMP_NUM_THREADS=%d fiqabench run --datasets synthetic --methods %s --seed 0" % (args.threads, methods))
+    print(f"$ OMP_NUM_THREADS={args.threads} fiqabench run --datasets synthetic --methods {methods} --seed 0")
     start = time.perf_counter()
     subprocess.run(command, check=True, env={**os.environ, "OMP_NUM_THREADS": str(args.threads)})
     wall = time.perf_counter() - start

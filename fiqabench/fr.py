@@ -122,7 +122,7 @@ def seeded_dropout(
     flat = x.reshape(rows, -1)
     n = flat.shape[1]
     h = _row_hashes(seeds, (n + 1) // 2, stream, x.device)
-    threshold = int(round(p * 65536))
+    threshold = round(p * 65536)
     keep = torch.empty((rows, h.shape[1], 2), dtype=torch.bool, device=x.device)
     torch.ge(h & 0xFFFF, threshold, out=keep[..., 0])
     torch.ge(h.bitwise_right_shift_(16).bitwise_and_(0xFFFF), threshold, out=keep[..., 1])

@@ -46,7 +46,7 @@ def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
         raise InputFormatError(path, None, None, "expected a state dict of tensors (or {'state_dict': ...})")
     out = {}
     for key, value in obj.items():
-        out[key[len("module."):] if key.startswith("module.") else key] = value
+        out[key.removeprefix("module.")] = value
     return out
 
 
@@ -54,7 +54,7 @@ def split_wrapped(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tenso
     """``(backbone, rest)``: MagFace's ``features.``/``features.module.`` prefixes removed."""
     backbone: dict[str, torch.Tensor] = {}
     rest: dict[str, torch.Tensor] = {}
-    wrapped = any(k.startswith("features.conv1.") or k.startswith("features.module.conv1.") for k in state)
+    wrapped = any(k.startswith(("features.conv1.", "features.module.conv1.")) for k in state)
     for key, value in state.items():
         if not wrapped:
             backbone[key] = value

@@ -32,7 +32,7 @@ from fiqabench_plugins.cr_fiqa.official import IResNetHead, IResNetTrunk, build_
 
 from . import DEFAULT_WEIGHTS, FR_VERSION, TRAIN_COMMAND
 
-__all__ = ["MagFace", "OFFICIAL_INPUT_SPACE", "build_fr_model", "build_official_fr_model", "load"]
+__all__ = ["OFFICIAL_INPUT_SPACE", "MagFace", "build_fr_model", "build_official_fr_model", "load"]
 
 #: Official preprocessing: 112 x 112, BGR, [0, 1] (mean 0, std 1).
 OFFICIAL_INPUT_SPACE = InputSpace(size=(112, 112), channel_order="BGR", mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))

@@ -34,7 +34,7 @@ from torch import nn
 
 from fiqabench_plugins.synthetic.model import EMBEDDING_SIZE
 
-__all__ = ["L_A", "L_M", "LAMBDA_G", "U_A", "U_M", "MagFaceObjective", "magnitude_margin", "regulariser"]
+__all__ = ["LAMBDA_G", "L_A", "L_M", "U_A", "U_M", "MagFaceObjective", "magnitude_margin", "regulariser"]
 
 #: Release hyper-parameters (``run/trainer.py``, README's training command).
 L_A, U_A, L_M, U_M, LAMBDA_G = 10.0, 110.0, 0.45, 0.8, 35.0
