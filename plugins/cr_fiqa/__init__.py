@@ -113,7 +113,7 @@ def fiqabench_register_fr_models(register: Any) -> None:
         "fiqabench_plugins.cr_fiqa.model:build_official_fr_model",
         version=FR_VERSION,
         summary="CR-FIQA's iResNet backbone from an official checkpoint (112 px, RGB, [-1, 1])",
-        domain="face",
+        domain="aligned-112-face",
         display_name="CR-FIQA backbone",
         reference=REFERENCE,
         options={

@@ -85,7 +85,8 @@ def load(
         qs_state = {k[3:]: state.pop(k) for k in ("qs.weight", "qs.bias") if k in state}
         net = build_iresnet(state, arch, path=path, dropout=OFFICIAL_DROPOUT)
         fr = TorchFRModel(
-            name="cr-fiqa", version=FR_VERSION, domain="face", input_space=OFFICIAL_INPUT_SPACE,
+            name="cr-fiqa", version=FR_VERSION, domain="aligned-112-face",
+            input_space=OFFICIAL_INPUT_SPACE,
             embedding_size=int(state["features.weight"].shape[0]), trunk=IResNetTrunk(net), head=IResNetHead(net),
             weights_digest=file_digest(path), device=device, batch_size=batch_size,
             capabilities=FRCapabilities(differentiable=True, has_dropout=True, has_trunk_head=True, unnormalised_embedding=True),

@@ -106,7 +106,7 @@ def fiqabench_register_fr_models(register: Any) -> None:
         "fiqabench_plugins.magface.model:build_official_fr_model",
         version=FR_VERSION,
         summary="MagFace iResNet from an official checkpoint (112 px, BGR, [0, 1])",
-        domain="face",
+        domain="aligned-112-face",
         display_name="MagFace",
         reference=REFERENCE,
         options={

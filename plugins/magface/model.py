@@ -74,7 +74,8 @@ def load(options: Mapping[str, Any], device: str | torch.device = "cpu") -> Torc
     backbone, _ = split_wrapped(read_checkpoint(path))
     net = build_iresnet(backbone, arch, path=path, dropout=0.0, bn_eps=OFFICIAL_BN_EPS)
     return TorchFRModel(
-        name="magface", version=FR_VERSION, domain="face", input_space=OFFICIAL_INPUT_SPACE,
+        name="magface", version=FR_VERSION, domain="aligned-112-face",
+        input_space=OFFICIAL_INPUT_SPACE,
         embedding_size=int(backbone["features.weight"].shape[0]), trunk=IResNetTrunk(net), head=IResNetHead(net),
         weights_digest=file_digest(path), device=device, batch_size=batch_size,
         capabilities=FRCapabilities(differentiable=True, has_dropout=False, has_trunk_head=True, unnormalised_embedding=True),

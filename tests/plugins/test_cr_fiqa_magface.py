@@ -156,7 +156,7 @@ def test_shipped_weights_are_registered_and_available() -> None:
         assert reg.get(kind, name).unavailable_reason() is None, name
     for name in ("cr-fiqa", "magface"):
         entry = reg.get("fr_model", name)
-        assert entry.metadata["domain"] == "face" and entry.metadata["capabilities"].has_trunk_head
+        assert entry.metadata["domain"] == "aligned-112-face" and entry.metadata["capabilities"].has_trunk_head
         assert "weights=PATH" in (entry.unavailable_reason() or "")
         assert reg.get("method", name).metadata["needs_fr_model"] == "none"
         assert reg.get("method", name).metadata["cost_ms_per_image"] > 0
@@ -215,7 +215,7 @@ def test_official_cr_fiqa_checkpoint_loads(tmp_path: Path) -> None:
         expected = qs(net(x))[:, 0].numpy()
     assert np.allclose(method.score(batch), expected, atol=1e-4)
     fr = build_official_fr_model(options=opts, device="cpu")
-    assert fr.capabilities.has_dropout and fr.domain == "face"
+    assert fr.capabilities.has_dropout and fr.domain == "aligned-112-face"
     with pytest.raises(ConfigError, match="iresnet100"):
         CRFIQA(options={**opts, "arch": "iresnet100"}, device="cpu")
 
