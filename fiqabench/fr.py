@@ -123,9 +123,10 @@ def seeded_dropout(
     n = flat.shape[1]
     h = _row_hashes(seeds, (n + 1) // 2, stream, x.device)
     threshold = round(p * 65536)
-    keep = torch.empty((rows, h.shape[1], 2), dtype=torch.bool, device=x.device)
-    torch.ge(h & 0xFFFF, threshold, out=keep[..., 0])
-    torch.ge(h.bitwise_right_shift_(16).bitwise_and_(0xFFFF), threshold, out=keep[..., 1])
+    # The mask in x's dtype: multiplying by a bool tensor would convert it on every call.
+    keep = torch.empty((rows, h.shape[1], 2), dtype=x.dtype, device=x.device)
+    keep[..., 0] = (h & 0xFFFF) >= threshold
+    keep[..., 1] = h.bitwise_right_shift_(16).bitwise_and_(0xFFFF) >= threshold
     return (flat * keep.view(rows, -1)[:, :n]).mul_(1.0 / (1.0 - p)).view_as(x)
 
 
