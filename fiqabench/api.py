@@ -148,8 +148,15 @@ class FaceRecognitionModel(Protocol):
         """Input-space tensor -> features before the head (only with ``has_trunk_head``)."""
         ...
 
-    def head(self, features: torch.Tensor, *, dropout: bool = False) -> torch.Tensor:
-        """Features -> embeddings; ``dropout=True`` samples the dropout layer (torch's RNG)."""
+    def head(
+        self, features: torch.Tensor, *, dropout: bool = False, seeds: Sequence[int] | None = None
+    ) -> torch.Tensor:
+        """Features -> embeddings; ``dropout=True`` samples the dropout layer(s).
+
+        ``seeds`` (one integer per row) makes each row's masks a function of its seed alone (a
+        counter-based hash, :func:`fiqabench.fr.seeded_dropout`): independent of the batch's
+        composition, the device and torch's RNG. Without seeds, torch's RNG draws the masks.
+        """
         ...
 
     def embed(self, images: np.ndarray) -> np.ndarray:

@@ -44,7 +44,8 @@ FR_NEEDS = ("none", "embeddings", "gradients", "dropout", "backbone")
 #: What each need asks of the FR model's capabilities, in the words of a refusal.
 _NEED_TEXT = {
     "gradients": ("input gradients", lambda c: c.differentiable),
-    "dropout": ("a dropout layer", lambda c: c.has_dropout),
+    # SER-FIQ-style: the head's dropout layer sampled many times after one trunk pass
+    "dropout": ("a dropout layer in its head", lambda c: c.has_dropout and c.has_trunk_head),
     "backbone": ("a trunk/head split", lambda c: c.has_trunk_head),
 }
 

@@ -93,7 +93,7 @@ def _one_line_error(result: subprocess.CompletedProcess, *fragments: str) -> Non
         (["--device", "cuda:abc"], ["--device must be cpu, cuda, cuda:N or mps"]),
         # a method needing dropout with an FR model that has none is refused before any work
         (["--methods", "toy-dropout"],
-         ["toy-dropout needs an FR model with a dropout layer", "toy-dropout-fr", "toy-fr has none"]),
+         ["toy-dropout needs an FR model with a dropout layer in its head", "toy-dropout-fr", "toy-fr has none"]),
     ],
 )
 def test_run_errors_are_one_line_exit_2(tmp_path: Path, extra: list[str], fragments: list[str]) -> None:

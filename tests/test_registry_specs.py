@@ -80,7 +80,7 @@ def test_fr_capabilities_declared_at_registration_are_checked_on_the_built_model
     method = reg.get("method", "toy-dropout")
     assert reg.applicable_fr_models(method) == ["toy-dropout-fr"]
     refusal = reg.fr_refusal(method, None, reg.get("fr_model", "toy-fr"), None)
-    assert refusal == "toy-dropout needs an FR model with a dropout layer; toy-dropout-fr has one, toy-fr has none"
+    assert refusal == "toy-dropout needs an FR model with a dropout layer in its head; toy-dropout-fr has one, toy-fr has none"
     assert reg.fr_refusal(method, None, fr, None) is None
 
 

@@ -1,4 +1,6 @@
-"""The brackets of every benchmark: ``oracle`` (knows the ground truth) and ``random``.
+"""The brackets of every benchmark: ``oracle`` (knows the ground truth) and ``random``, and two
+trivial references a FIQA method must beat to mean anything: ``sharpness`` (variance of the
+Laplacian of the grey image) and ``embedding-norm`` (the quality FR model's embedding norm).
 
 Registration only; the methods live in :mod:`fiqabench_plugins.brackets.methods`.
 """
@@ -29,4 +31,24 @@ def fiqabench_register_fiqa_methods(register) -> None:  # type: ignore[no-untype
         display_name="Random",
         needs_fr_model="none",
         options={"distribution": Option("uniform", "uniform or normal", choices=("uniform", "normal"))},
+    )
+    register(
+        "sharpness",
+        "fiqabench_plugins.brackets.methods:Sharpness",
+        version="1",
+        summary="Variance of the Laplacian of the grey image (a trivial image statistic; reference floor)",
+        reference="Pech-Pacheco et al., ICPR 2000 (variance of the Laplacian); fiqabench reference method",
+        display_name="Sharpness",
+        needs_fr_model="none",
+        cost_ms_per_image=0.02,
+    )
+    register(
+        "embedding-norm",
+        "fiqabench_plugins.brackets.methods:EmbeddingNorm",
+        version="1",
+        summary="Norm of the quality FR model's unnormalised embedding (what MagFace trains for; reference floor)",
+        reference="fiqabench reference method (cf. MagFace, AdaFace: the feature norm as a quality proxy)",
+        display_name="Embedding norm",
+        needs_fr_model="embeddings",
+        cost_ms_per_image=0.3,
     )

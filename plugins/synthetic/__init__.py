@@ -56,6 +56,30 @@ def _weights_available(options: Mapping[str, Any]) -> str | None:
     return f"weights file {path} is missing: produce it with `{TRAIN_COMMAND}`"
 
 
+#: Options of every trainer on the embedded world (``synthetic-fr`` and the jointly trained FR
+#: models of ``cr-fiqa`` and ``magface``, which reuse :mod:`.train`'s machinery): one recipe, so
+#: their networks see the same data, augmentation and schedule.
+FR_TRAINER_OPTIONS: dict[str, Option] = {
+    "dataset": Option("synthetic-train", "registered synthetic dataset to train on"),
+    "epochs": Option(20, "training epochs", int),
+    "batch_size": Option(256, "images per step", int),
+    "lr": Option(3e-3, "peak learning rate of the one-cycle schedule", float),
+    "weight_decay": Option(5e-4, "AdamW weight decay", float),
+    "aug_p": Option(0.5, "probability that a training image is degraded", float),
+    "aug_max_severity": Option(0.5, "augmentation severity ~ U(0, this)", float),
+    "flip": Option(True, "random horizontal flips", parse_bool),
+    "identities": Option(None, "override the training split's identities (smoke tests)", _optional_int),
+    "images_per_identity": Option(None, "override images per identity", _optional_int),
+    "seed": Option(0, "training seed (initialisation, batches, augmentation)", int),
+    "num_threads": Option(
+        1,
+        "torch CPU threads (1: on a shared 2-core machine 2 threads measured 10x slower)",
+        int,
+        affects_result=False,
+    ),
+}
+
+
 @hookimpl
 def fiqabench_register_datasets(register: Callable[..., None]) -> None:
     register(
@@ -119,23 +143,5 @@ def fiqabench_register_trainers(register: Callable[..., None]) -> None:
         "fiqabench_plugins.synthetic.train:train",
         version=MODEL_VERSION,
         summary="Train SynthArcFace on synthetic-train (ArcFace, degradation augmentation, one-cycle AdamW)",
-        options={
-            "dataset": Option("synthetic-train", "registered synthetic dataset to train on"),
-            "epochs": Option(20, "training epochs", int),
-            "batch_size": Option(256, "images per step", int),
-            "lr": Option(3e-3, "peak learning rate of the one-cycle schedule", float),
-            "weight_decay": Option(5e-4, "AdamW weight decay", float),
-            "aug_p": Option(0.5, "probability that a training image is degraded", float),
-            "aug_max_severity": Option(0.5, "augmentation severity ~ U(0, this)", float),
-            "flip": Option(True, "random horizontal flips", parse_bool),
-            "identities": Option(None, "override the training split's identities (smoke tests)", _optional_int),
-            "images_per_identity": Option(None, "override images per identity", _optional_int),
-            "seed": Option(0, "training seed (initialisation, batches, augmentation)", int),
-            "num_threads": Option(
-                1,
-                "torch CPU threads (1: on a shared 2-core machine 2 threads measured 10x slower)",
-                int,
-                affects_result=False,
-            ),
-        },
+        options=FR_TRAINER_OPTIONS,
     )

@@ -22,6 +22,13 @@ optimizer moments, epoch, config) is written atomically next to the output after
 ``OUTPUT.ckpt`` (safetensors, no pickle); a rerun with the same options resumes from it, a rerun
 with other options refuses (delete the checkpoint to start over).
 
+The machinery (rendering the split and the pose pool, augmentation, seeding, schedule,
+checkpoint/resume, the final safetensors) is shared with the trainers of the FR models that FIQA
+methods train jointly (``cr-fiqa``, ``magface``): :func:`prepare` renders the data and :func:`fit`
+runs the loop for any network and *objective* (a module whose ``loss(net_output, labels)`` returns
+the loss and the logits), so every trainer on the embedded world sees the same images, the same
+degradation augmentation and the same optimiser schedule.
+
 The shipped ``plugins/synthetic/weights/synthetic-fr.safetensors`` is the output of
 ``fiqabench train synthetic-fr --output plugins/synthetic/weights/synthetic-fr.safetensors`` with
 the defaults (see ``benchmarks/embedded_world.md`` for its wall time and digest).
@@ -51,7 +58,7 @@ from ._meta import GENERATOR_VERSION, MODEL_VERSION
 from .dataset import SyntheticDataset, build, render_sample
 from .model import EMBEDDING_SIZE, SynthFRNet
 
-__all__ = ["ARC_MARGIN", "ARC_SCALE", "POSE_POOL", "one_cycle_lr", "train"]
+__all__ = ["ARC_MARGIN", "ARC_SCALE", "POSE_POOL", "ArcFaceHead", "TrainingData", "fit", "one_cycle_lr", "prepare", "train", "validate"]
 
 log = logging.getLogger(__name__)
 
@@ -106,26 +113,32 @@ class ArcFaceHead(nn.Module):
         onehot = F.one_hot(labels, cosine.shape[1]).to(cosine.dtype)
         return self.scale * (onehot * phi + (1.0 - onehot) * cosine)
 
+    def loss(self, embeddings: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The objective interface of :func:`fit`: (cross-entropy of the margin logits, logits)."""
+        logits = self(embeddings, labels)
+        return F.cross_entropy(logits, labels), logits
 
-def _validate(options: Mapping[str, Any]) -> dict[str, Any]:
+
+def validate(options: Mapping[str, Any], trainer: str = "synthetic-fr") -> dict[str, Any]:
+    """Check the options every embedded-world trainer shares; returns a mutable copy."""
     cfg = dict(options)
     for key in ("epochs", "batch_size"):
         if int(cfg[key]) < 1:
-            raise ConfigError(f"synthetic-fr option {key}={cfg[key]!r}: must be at least 1")
+            raise ConfigError(f"{trainer} option {key}={cfg[key]!r}: must be at least 1")
     if not 0.0 <= float(cfg["aug_p"]) <= 1.0:
-        raise ConfigError(f"synthetic-fr option aug_p={cfg['aug_p']!r}: must be in [0, 1]")
+        raise ConfigError(f"{trainer} option aug_p={cfg['aug_p']!r}: must be in [0, 1]")
     if not 0.0 <= float(cfg["aug_max_severity"]) <= 1.0:
-        raise ConfigError(f"synthetic-fr option aug_max_severity={cfg['aug_max_severity']!r}: must be in [0, 1]")
+        raise ConfigError(f"{trainer} option aug_max_severity={cfg['aug_max_severity']!r}: must be in [0, 1]")
     if float(cfg["lr"]) <= 0.0:
-        raise ConfigError(f"synthetic-fr option lr={cfg['lr']!r}: must be positive")
+        raise ConfigError(f"{trainer} option lr={cfg['lr']!r}: must be positive")
     return cfg
 
 
-def _dataset(cfg: Mapping[str, Any]) -> SyntheticDataset:
+def _dataset(cfg: Mapping[str, Any], trainer: str) -> SyntheticDataset:
     name = cfg["dataset"]
     if name not in ("synthetic-train", "synthetic"):
         raise ConfigError(
-            f"synthetic-fr trains on the synthetic world only (dataset 'synthetic-train'), got {name!r}"
+            f"{trainer} trains on the synthetic world only (dataset 'synthetic-train'), got {name!r}"
         )
     overrides = {
         key: cfg[key] for key in ("identities", "images_per_identity") if cfg.get(key) is not None
@@ -147,9 +160,10 @@ def _atomic_save(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[st
     os.replace(tmp, path)
 
 
-def _checkpoint_tensors(net: nn.Module, arc: ArcFaceHead, opt: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
+def _checkpoint_tensors(net: nn.Module, arc: nn.Module, opt: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
     tensors = {f"net.{k}": v for k, v in net.state_dict().items()}
-    tensors["arc.weight"] = arc.weight.data
+    # The objective's parameters (class centres) under "arc.": ArcFaceHead's is "arc.weight".
+    tensors.update({f"arc.{k}": v for k, v in arc.state_dict().items()})
     for index, state in opt.state_dict()["state"].items():
         for key, value in state.items():
             tensors[f"opt.{index}.{key}"] = value if torch.is_tensor(value) else torch.tensor(value)
@@ -157,7 +171,7 @@ def _checkpoint_tensors(net: nn.Module, arc: ArcFaceHead, opt: torch.optim.Optim
 
 
 def _restore(
-    path: Path, net: nn.Module, arc: ArcFaceHead, opt: torch.optim.Optimizer, config_json: str
+    path: Path, net: nn.Module, arc: nn.Module, opt: torch.optim.Optimizer, config_json: str
 ) -> int:
     """Load a checkpoint; returns the number of completed epochs."""
     from safetensors import safe_open
@@ -172,7 +186,7 @@ def _restore(
         )
     tensors = load_file(str(path))
     net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
-    arc.weight.data.copy_(tensors["arc.weight"])
+    arc.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("arc.")})
     state: dict[int, dict[str, torch.Tensor]] = {}
     for key, value in tensors.items():
         if key.startswith("opt."):
@@ -206,33 +220,25 @@ def _augment(
     return out
 
 
-def train(
-    *,
-    options: Mapping[str, Any],
-    device: str | torch.device = "cpu",
-    output: Path,
-    progress: ProgressFactory | None = None,
-) -> Path:
-    """Train SynthArcFace and write ``output`` (safetensors); see the module docstring."""
-    cfg = _validate(options)
-    output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    # One thread by default: with other jobs on a 2-core machine, two OpenMP threads spin at
-    # barriers and a training step measured 10x slower (10.1 vs 1.05 ms per image).
-    torch.set_num_threads(max(1, int(cfg.get("num_threads") or 1)))
-    # Denormal floats make CPU kernels up to 100x slower; they carry no useful signal here.
-    torch.set_flush_denormal(True)
-    device = torch.device(device)
-    seed = int(cfg["seed"])
-    ds = _dataset(cfg)
-    spec = ds.spec
-    affecting = {k: v for k, v in sorted(cfg.items()) if k != "num_threads"}
-    config_json = json.dumps(
-        {"options": affecting, "generator": GENERATOR_VERSION, "model": MODEL_VERSION, "calibration": deg.CALIBRATION},
-        sort_keys=True,
-    )
+class TrainingData:
+    """The rendered training split: images, identity labels and the posed views for augmentation."""
 
-    # Render the split and the pose pool once (about a minute for 24,000 images).
+    def __init__(self, images: np.ndarray, labels: np.ndarray, pose_pool: np.ndarray, identities: int, name: str) -> None:
+        self.images = images
+        self.labels = labels
+        self.pose_pool = pose_pool
+        self.identities = identities
+        self.name = name
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+
+def prepare(cfg: Mapping[str, Any], *, trainer: str = "synthetic-fr", progress: ProgressFactory | None = None) -> TrainingData:
+    """Render the training split and the pose pool once (about a minute for 24,000 images)."""
+    seed = int(cfg["seed"])
+    ds = _dataset(cfg, trainer)
+    spec = ds.spec
     started = time.perf_counter()
     n = len(ds)
     bar = _bar(progress, n, f"render {ds.name}")
@@ -254,10 +260,46 @@ def train(
                 spec.seed, spec.code, i, spec.images_per_identity + j, "pose", max(severity, 1e-6)
             )
     log.info("rendered %d images + %d posed views in %.1f s", n, pose_pool.shape[0] * POSE_POOL, time.perf_counter() - started)
+    return TrainingData(images, labels, pose_pool, spec.identities, ds.name)
 
+
+def config_json(cfg: Mapping[str, Any], **extra: str) -> str:
+    """The options that affect the weights (plus world and model versions), as a stable string."""
+    affecting = {k: v for k, v in sorted(cfg.items()) if k != "num_threads"}
+    return json.dumps(
+        {"options": affecting, "generator": GENERATOR_VERSION, "model": MODEL_VERSION, "calibration": deg.CALIBRATION, **extra},
+        sort_keys=True,
+    )
+
+
+def fit(
+    *,
+    trainer: str,
+    cfg: Mapping[str, Any],
+    data: TrainingData,
+    make_net: Callable[[], nn.Module],
+    make_objective: Callable[[int], nn.Module],
+    device: torch.device,
+    output: Path,
+    config: str,
+    weight_format: str,
+    progress: ProgressFactory | None = None,
+    clip_grad_norm: float | None = None,
+) -> nn.Module:
+    """Train ``make_net()`` under ``make_objective(classes).loss`` and write ``output``.
+
+    The network and objective are built right after seeding torch from ``(seed, init)``, in that
+    order; the loop (augmentation, flips, one-cycle AdamW, per-epoch seeding, checkpoints that
+    resume bit for bit) is the one :func:`train` documents. ``clip_grad_norm`` clips the network's
+    gradient norm before each step (CR-FIQA's released trainer clips at 5). Returns the network in
+    eval mode; ``output`` holds its state dict.
+    """
+    seed = int(cfg["seed"])
+    images, labels, pose_pool = data.images, data.labels, data.pose_pool
+    n = len(data)
     torch.manual_seed(int(dm.rng_for(seed, _INIT).integers(0, 2**62)))
-    net = SynthFRNet().to(device)
-    arc = ArcFaceHead(spec.identities).to(device)
+    net = make_net().to(device)
+    arc = make_objective(data.identities).to(device)
     params = list(net.parameters()) + list(arc.parameters())
     opt = torch.optim.AdamW(params, lr=float(cfg["lr"]), weight_decay=float(cfg["weight_decay"]))
     epochs, batch = int(cfg["epochs"]), int(cfg["batch_size"])
@@ -267,11 +309,12 @@ def train(
     ckpt = output.with_name(output.name + ".ckpt")
     done = 0
     if ckpt.is_file():
-        done = _restore(ckpt, net, arc, opt, config_json)
+        done = _restore(ckpt, net, arc, opt, config)
         log.info("resuming from %s after epoch %d", ckpt, done)
 
+    started = time.perf_counter()
     # Progress counts optimizer steps, like every trainer (the CLI labels trainer bars "it").
-    bar = _bar(progress, (epochs - done) * steps_per_epoch, f"train synthetic-fr, epochs {done + 1}-{epochs}")
+    bar = _bar(progress, (epochs - done) * steps_per_epoch, f"train {trainer}, epochs {done + 1}-{epochs}")
     for epoch in range(done, epochs):
         t0 = time.perf_counter()
         rng = dm.rng_for(seed, _EPOCH, epoch)
@@ -295,10 +338,11 @@ def train(
             y = torch.from_numpy(lab).to(device)
             for group in opt.param_groups:
                 group["lr"] = one_cycle_lr(epoch * steps_per_epoch + step, total_steps, float(cfg["lr"]))
-            logits = arc(net(x), y)
-            loss = F.cross_entropy(logits, y)
+            loss, logits = arc.loss(net(x), y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            if clip_grad_norm is not None:
+                nn.utils.clip_grad_norm_(net.parameters(), max_norm=clip_grad_norm, norm_type=2)
             opt.step()
             total_loss += loss.item() * len(idx)
             correct += int((logits.argmax(1) == y).sum())
@@ -308,7 +352,7 @@ def train(
         _atomic_save(
             _checkpoint_tensors(net, arc, opt),
             ckpt,
-            {"epoch": str(epoch + 1), "config": config_json, "format": "fiqabench synthetic-fr checkpoint 1"},
+            {"epoch": str(epoch + 1), "config": config, "format": f"fiqabench {trainer} checkpoint 1"},
         )
         log.info(
             "epoch %d/%d: loss %.3f, train accuracy (with margin) %.3f, %.1f s (augmentation %.1f s)",
@@ -321,12 +365,44 @@ def train(
     _atomic_save(
         {k: v for k, v in net.state_dict().items()},
         output,
-        {
-            "format": "fiqabench synthetic-arcface 1",
-            "generator": GENERATOR_VERSION,
-            "model": MODEL_VERSION,
-            "config": config_json,
-        },
+        {"format": weight_format, "generator": GENERATOR_VERSION, "model": MODEL_VERSION, "config": config},
     )
-    log.info("wrote %s (%.1f s in total)", output, time.perf_counter() - started)
+    log.info("wrote %s (%.1f s of training)", output, time.perf_counter() - started)
+    return net
+
+
+def setup_torch(cfg: Mapping[str, Any]) -> None:
+    """Threads and denormals for CPU training (see :func:`train`)."""
+    # One thread by default: with other jobs on a 2-core machine, two OpenMP threads spin at
+    # barriers and a training step measured 10x slower (10.1 vs 1.05 ms per image).
+    torch.set_num_threads(max(1, int(cfg.get("num_threads") or 1)))
+    # Denormal floats make CPU kernels up to 100x slower; they carry no useful signal here.
+    torch.set_flush_denormal(True)
+
+
+def train(
+    *,
+    options: Mapping[str, Any],
+    device: str | torch.device = "cpu",
+    output: Path,
+    progress: ProgressFactory | None = None,
+) -> Path:
+    """Train SynthArcFace and write ``output`` (safetensors); see the module docstring."""
+    cfg = validate(options)
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    setup_torch(cfg)
+    data = prepare(cfg, progress=progress)
+    fit(
+        trainer="synthetic-fr",
+        cfg=cfg,
+        data=data,
+        make_net=SynthFRNet,
+        make_objective=ArcFaceHead,
+        device=torch.device(device),
+        output=output,
+        config=config_json(cfg),
+        weight_format="fiqabench synthetic-arcface 1",
+        progress=progress,
+    )
     return output
