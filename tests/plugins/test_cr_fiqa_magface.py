@@ -156,12 +156,12 @@ def test_shipped_weights_are_registered_and_available() -> None:
         assert reg.get(kind, name).unavailable_reason() is None, name
     for name in ("cr-fiqa", "magface"):
         entry = reg.get("fr_model", name)
-        assert entry.metadata["domain"] == "aligned-112-face" and entry.metadata["capabilities"].has_trunk_head
+        assert entry.domain == "aligned-112-face" and entry.capabilities.has_trunk_head
         assert "weights=PATH" in (entry.unavailable_reason() or "")
-        assert reg.get("method", name).metadata["needs_fr_model"] == "none"
-        assert reg.get("method", name).metadata["cost_ms_per_image"] > 0
-    assert reg.get("fr_model", "cr-fiqa").metadata["capabilities"].has_dropout  # trained with dropout 0.4
-    assert not reg.get("fr_model", "magface").metadata["capabilities"].has_dropout  # Dropout2d: not modelled
+        assert reg.get("method", name).needs_fr_model == "none"
+        assert reg.get("method", name).cost_ms_per_image > 0
+    assert reg.get("fr_model", "cr-fiqa").capabilities.has_dropout  # trained with dropout 0.4
+    assert not reg.get("fr_model", "magface").capabilities.has_dropout  # Dropout2d: not modelled
 
 
 # -- official checkpoints ----------------------------------------------------------------------
