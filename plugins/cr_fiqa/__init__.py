@@ -134,4 +134,5 @@ def fiqabench_register_trainers(register: Any) -> None:
         version=TRAINER_VERSION,
         summary="Train CR-FIQA's FR network + quality unit jointly on synthetic-train (the paper's joint loss)",
         options=TRAINER_OPTIONS,
+        inputs={"dataset": "synthetic-train"},
     )

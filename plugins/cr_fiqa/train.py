@@ -34,6 +34,7 @@ def train(
     device: str | torch.device = "cpu",
     output: Path,
     progress: ProgressFactory | None = None,
+    dataset: Any = None,
 ) -> Path:
     """Train the embedded CR-FIQA network and write ``output`` (safetensors)."""
     cfg = validate(options, "cr-fiqa")
@@ -44,7 +45,7 @@ def train(
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     setup_torch(cfg)
-    data = prepare(cfg, trainer="cr-fiqa", progress=progress)
+    data = prepare(cfg, trainer="cr-fiqa", progress=progress, dataset=dataset)
 
     def objective(classes: int) -> CRFIQAObjective:
         return CRFIQAObjective(
@@ -64,7 +65,7 @@ def train(
         make_objective=objective,
         device=torch.device(device),
         output=output,
-        config=config_json(cfg, trainer="cr-fiqa", trainer_version=TRAINER_VERSION),
+        config=config_json(cfg, trainer="cr-fiqa", trainer_version=TRAINER_VERSION, dataset=data.dataset),
         weight_format="fiqabench cr-fiqa embedded 1",
         progress=progress,
         clip_grad_norm=CLIP_GRAD_NORM,

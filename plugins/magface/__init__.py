@@ -127,4 +127,5 @@ def fiqabench_register_trainers(register: Any) -> None:
         version=TRAINER_VERSION,
         summary="Train the embedded FR network with the MagFace loss on synthetic-train (paper §3)",
         options=TRAINER_OPTIONS,
+        inputs={"dataset": "synthetic-train"},
     )

@@ -33,6 +33,7 @@ def train(
     device: str | torch.device = "cpu",
     output: Path,
     progress: ProgressFactory | None = None,
+    dataset: Any = None,
 ) -> Path:
     """Train the embedded MagFace network and write ``output`` (safetensors)."""
     cfg = validate(options, "magface")
@@ -47,7 +48,7 @@ def train(
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     setup_torch(cfg)
-    data = prepare(cfg, trainer="magface", progress=progress)
+    data = prepare(cfg, trainer="magface", progress=progress, dataset=dataset)
 
     def objective(classes: int) -> MagFaceObjective:
         return MagFaceObjective(
@@ -62,7 +63,7 @@ def train(
         make_objective=objective,
         device=torch.device(device),
         output=output,
-        config=config_json(cfg, trainer="magface", trainer_version=TRAINER_VERSION),
+        config=config_json(cfg, trainer="magface", trainer_version=TRAINER_VERSION, dataset=data.dataset),
         weight_format="fiqabench magface embedded 1",
         progress=progress,
     )

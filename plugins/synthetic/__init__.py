@@ -14,17 +14,10 @@ from typing import Any
 
 from fiqabench import FRCapabilities, Option, hookimpl
 from fiqabench.api import parse_bool
-from fiqabench.options import integer
 
 from ._meta import DEFAULT_WEIGHTS, GENERATOR_VERSION, MODEL_VERSION, TRAIN_COMMAND
 
 _PILOT = "fiqabench embedded-world pilot (research/embedded-world-pilot.md); benchmarks/embedded_world.md"
-
-
-def _optional_int(value: str | int) -> int | None:
-    if isinstance(value, str) and value.strip().lower() in {"", "none", "default"}:
-        return None
-    return integer(min=1)(value)
 
 
 #: Each split's shape (``dataset.SPLITS``, which imports numpy; a test keeps the two equal). The
@@ -60,7 +53,6 @@ def _weights_available(options: Mapping[str, Any]) -> str | None:
 #: models of ``cr-fiqa`` and ``magface``, which reuse :mod:`.train`'s machinery): one recipe, so
 #: their networks see the same data, augmentation and schedule.
 FR_TRAINER_OPTIONS: dict[str, Option] = {
-    "dataset": Option("synthetic-train", "registered synthetic dataset to train on"),
     "epochs": Option(20, "training epochs", int),
     "batch_size": Option(256, "images per step", int),
     "lr": Option(3e-3, "peak learning rate of the one-cycle schedule", float),
@@ -68,8 +60,6 @@ FR_TRAINER_OPTIONS: dict[str, Option] = {
     "aug_p": Option(0.5, "probability that a training image is degraded", float),
     "aug_max_severity": Option(0.5, "augmentation severity ~ U(0, this)", float),
     "flip": Option(True, "random horizontal flips", parse_bool),
-    "identities": Option(None, "override the training split's identities (smoke tests)", _optional_int),
-    "images_per_identity": Option(None, "override images per identity", _optional_int),
     "seed": Option(0, "training seed (initialisation, batches, augmentation)", int),
     "num_threads": Option(
         1,
@@ -144,4 +134,5 @@ def fiqabench_register_trainers(register: Callable[..., None]) -> None:
         version=MODEL_VERSION,
         summary="Train SynthArcFace on synthetic-train (ArcFace, degradation augmentation, one-cycle AdamW)",
         options=FR_TRAINER_OPTIONS,
+        inputs={"dataset": "synthetic-train"},
     )

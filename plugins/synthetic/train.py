@@ -134,16 +134,16 @@ def validate(options: Mapping[str, Any], trainer: str = "synthetic-fr") -> dict[
     return cfg
 
 
-def _dataset(cfg: Mapping[str, Any], trainer: str) -> SyntheticDataset:
-    name = cfg["dataset"]
-    if name not in ("synthetic-train", "synthetic"):
+def _dataset(dataset: Any, trainer: str) -> SyntheticDataset:
+    """The split to train on: what the CLI built from ``--dataset`` (default synthetic-train, its
+    size set with ``--dataset-option identities=N``), or synthetic-train when called directly."""
+    if dataset is None:
+        return build("synthetic-train", {})
+    if not isinstance(dataset, SyntheticDataset):
         raise ConfigError(
-            f"{trainer} trains on the synthetic world only (dataset 'synthetic-train'), got {name!r}"
+            f"{trainer} trains on the synthetic world only (--dataset synthetic-train), got {getattr(dataset, 'name', dataset)!r}"
         )
-    overrides = {
-        key: cfg[key] for key in ("identities", "images_per_identity") if cfg.get(key) is not None
-    }
-    return build(name, overrides)
+    return dataset
 
 
 def _bar(progress: ProgressFactory | None, total: int, desc: str) -> Any:
@@ -223,7 +223,10 @@ def _augment(
 class TrainingData:
     """The rendered training split: images, identity labels and the posed views for augmentation."""
 
-    def __init__(self, images: np.ndarray, labels: np.ndarray, pose_pool: np.ndarray, identities: int, name: str) -> None:
+    def __init__(self, images: np.ndarray, labels: np.ndarray, pose_pool: np.ndarray, identities: int, name: str,
+                 dataset: str = "") -> None:
+        #: ``name@version:manifest`` of the split, part of the resume check (config_json)
+        self.dataset = dataset
         self.images = images
         self.labels = labels
         self.pose_pool = pose_pool
@@ -234,10 +237,11 @@ class TrainingData:
         return len(self.images)
 
 
-def prepare(cfg: Mapping[str, Any], *, trainer: str = "synthetic-fr", progress: ProgressFactory | None = None) -> TrainingData:
+def prepare(cfg: Mapping[str, Any], *, trainer: str = "synthetic-fr", progress: ProgressFactory | None = None,
+            dataset: Any = None) -> TrainingData:
     """Render the training split and the pose pool once (about a minute for 24,000 images)."""
     seed = int(cfg["seed"])
-    ds = _dataset(cfg, trainer)
+    ds = _dataset(dataset, trainer)
     spec = ds.spec
     started = time.perf_counter()
     n = len(ds)
@@ -260,7 +264,8 @@ def prepare(cfg: Mapping[str, Any], *, trainer: str = "synthetic-fr", progress: 
                 spec.seed, spec.code, i, spec.images_per_identity + j, "pose", max(severity, 1e-6)
             )
     log.info("rendered %d images + %d posed views in %.1f s", n, pose_pool.shape[0] * POSE_POOL, time.perf_counter() - started)
-    return TrainingData(images, labels, pose_pool, spec.identities, ds.name)
+    return TrainingData(images, labels, pose_pool, spec.identities, ds.name,
+                        dataset=f"{ds.name}@{ds.version}:{ds.manifest_digest()}")
 
 
 def config_json(cfg: Mapping[str, Any], **extra: str) -> str:
@@ -386,13 +391,15 @@ def train(
     device: str | torch.device = "cpu",
     output: Path,
     progress: ProgressFactory | None = None,
+    dataset: Any = None,
 ) -> Path:
-    """Train SynthArcFace and write ``output`` (safetensors); see the module docstring."""
+    """Train SynthArcFace on ``dataset`` (a synthetic split, from ``--dataset``) and write
+    ``output`` (safetensors); see the module docstring."""
     cfg = validate(options)
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     setup_torch(cfg)
-    data = prepare(cfg, progress=progress)
+    data = prepare(cfg, progress=progress, dataset=dataset)
     fit(
         trainer="synthetic-fr",
         cfg=cfg,
@@ -401,7 +408,7 @@ def train(
         make_objective=ArcFaceHead,
         device=torch.device(device),
         output=output,
-        config=config_json(cfg),
+        config=config_json(cfg, dataset=data.dataset),
         weight_format="fiqabench synthetic-arcface 1",
         progress=progress,
     )

@@ -82,7 +82,8 @@ def test_magface_loss_on_hand_computed_values() -> None:
 
 # -- trainers, methods, FR models --------------------------------------------------------------
 
-TINY = {"identities": "20", "images_per_identity": "6", "epochs": "1", "batch_size": "64"}
+TINY = {"epochs": "1", "batch_size": "64"}
+TINY_SPLIT = {"identities": 20, "images_per_identity": 6}
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +96,8 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     for name in ("cr-fiqa", "magface"):
         entry = reg.get("trainer", name)
         path = tmp_path_factory.mktemp(name) / f"{name}.safetensors"
-        entry.load()(options=entry.resolve_options(TINY), device="cpu", output=path, progress=None)
+        split = reg.get("dataset", "synthetic-train").build(TINY_SPLIT, "cpu")
+        entry.load()(options=entry.resolve_options(TINY), device="cpu", output=path, progress=None, dataset=split)
         out[name] = path
     return out
 

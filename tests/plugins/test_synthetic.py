@@ -367,8 +367,12 @@ def _tiny_options(**extra: object) -> dict[str, object]:
     from fiqabench.registry import Registry
 
     reg = Registry(get_plugin_manager(entry_points=False, builtins=("fiqabench_plugins.synthetic",)))
-    given = {"identities": 4, "images_per_identity": 4, "epochs": 2, "batch_size": 8, "num_threads": 1, **extra}
+    given = {"epochs": 2, "batch_size": 8, "num_threads": 1, **extra}
     return reg.get("trainer", "synthetic-fr").resolve_options(given)
+
+
+def _tiny_split() -> ds_mod.SyntheticDataset:
+    return ds_mod.build("synthetic-train", {"identities": 4, "images_per_identity": 4})
 
 
 def test_trainer_resumes_from_its_checkpoint(tmp_path: Path) -> None:
@@ -378,7 +382,7 @@ def test_trainer_resumes_from_its_checkpoint(tmp_path: Path) -> None:
     from fiqabench_plugins.synthetic.train import train
 
     options = _tiny_options()
-    straight = train(options=options, device="cpu", output=tmp_path / "straight.safetensors", progress=None)
+    straight = train(options=options, dataset=_tiny_split(), device="cpu", output=tmp_path / "straight.safetensors", progress=None)
 
     class Bar:
         def __init__(self, total: int, desc: str) -> None:
@@ -395,7 +399,7 @@ def test_trainer_resumes_from_its_checkpoint(tmp_path: Path) -> None:
 
     resumed_path = tmp_path / "resumed.safetensors"
     with pytest.raises(_Interrupt):
-        train(options=options, device="cpu", output=resumed_path, progress=Bar)
+        train(options=options, dataset=_tiny_split(), device="cpu", output=resumed_path, progress=Bar)
     assert not resumed_path.exists() and (tmp_path / "resumed.safetensors.ckpt").is_file()
     epochs_run: list[int] = []
 
@@ -404,7 +408,7 @@ def test_trainer_resumes_from_its_checkpoint(tmp_path: Path) -> None:
             epochs_run.append(total)
         return type("B", (), {"update": lambda self, n: None, "close": lambda self: None})()
 
-    train(options=options, device="cpu", output=resumed_path, progress=counting)
+    train(options=options, dataset=_tiny_split(), device="cpu", output=resumed_path, progress=counting)
     assert epochs_run == [2]  # only the second epoch (2 steps) was left
     a, b = load_file(str(straight)), load_file(str(resumed_path))
     assert a.keys() == b.keys()
@@ -413,7 +417,7 @@ def test_trainer_resumes_from_its_checkpoint(tmp_path: Path) -> None:
     load_network(resumed_path)  # the output is a loadable SynthArcFace file
 
     with pytest.raises(ConfigError, match="other options"):
-        train(options=_tiny_options(lr=1e-3), device="cpu", output=resumed_path, progress=None)
+        train(options=_tiny_options(lr=1e-3), dataset=_tiny_split(), device="cpu", output=resumed_path, progress=None)
 
 
 # -- fiqabench.testing conformance ---------------------------------------------------------------
