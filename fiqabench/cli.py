@@ -298,6 +298,9 @@ def cmd_list(args: argparse.Namespace) -> int:
                 row["domain_hint"] = entry.domain_hint
         if kind in ("fr_model", "dataset"):
             row["domain"] = entry.domain
+        if kind == "dataset":
+            row["default_fr_models"] = list(entry.default_fr_models)
+            row["data_root_folder"] = entry.data_root_folder
         if kind == "fr_model":
             try:
                 caps = entry.capabilities_for(None)
@@ -327,6 +330,10 @@ def cmd_list(args: argparse.Namespace) -> int:
                 print(f"    on other datasets: {row['domain_hint']}")
         if row.get("domain"):
             print(f"    domain: {row['domain']}")
+        if row.get("default_fr_models"):
+            print(f"    default FR model (first available): {', '.join(row['default_fr_models'])}")
+        if row.get("data_root_folder"):
+            print(f"    folder under --data-root: {row['data_root_folder']}/")
         for key, option in (row.get("options") or {}).items():
             print(f"    option {key} (default {option['default']!r}): {option['help']}")
     return 0

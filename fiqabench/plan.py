@@ -181,21 +181,37 @@ def build_plan(registry: Registry, config: RunConfig) -> Plan:
 
 class _Problems:
     """Why components cannot be built, in order, each once (an FR model shared by seven datasets
-    is named once)."""
+    is named once); datasets given no root at all are named together, first."""
 
     def __init__(self) -> None:
         self.items: list[str] = []
+        #: (dataset, its folder under a data root, its full message)
+        self.rootless: list[tuple[str, str, str]] = []
 
     def __bool__(self) -> bool:
-        return bool(self.items)
+        return bool(self.items or self.rootless)
 
     def add(self, text: str) -> None:
         if text not in self.items:
             self.items.append(text)
 
+    def add_rootless(self, name: str, folder: str, text: str) -> None:
+        self.rootless.append((name, folder, text))
+
     def raise_if_any(self) -> None:
-        if self.items:
-            raise ComponentUnavailableError("; ".join(self.items))
+        if len(self.rootless) == 1:
+            head = [self.rootless[0][2]]
+        elif self.rootless:
+            names = ", ".join(name for name, _, _ in self.rootless)
+            folders = ", ".join(f"DIR/{folder}/" for folder in dict.fromkeys(f for _, f, _ in self.rootless))
+            head = [
+                f"datasets {names} are unavailable: no root given; pass --data-root DIR holding {folders}"
+                " or --dataset-option NAME:root=DIR for each (fiqabench list datasets shows the layout each expects)"
+            ]
+        else:
+            head = []
+        if head or self.items:
+            raise ComponentUnavailableError("; ".join(head + self.items))
 
 
 def _data_root(config: RunConfig) -> Path | None:
@@ -224,6 +240,8 @@ def _dataset_component(
             reason += f" (its folder under --data-root {config.data_root})"
         elif folder is not None and not given.get("root"):
             reason += f"; or pass --data-root DIR with it in DIR/{folder}/"
+            problems.add_rootless(name, folder, f"dataset {name!r} is unavailable: {reason}")
+            return component
         problems.add(f"dataset {name!r} is unavailable: {reason}")
     return component
 

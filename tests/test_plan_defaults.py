@@ -247,3 +247,14 @@ def test_bad_dataset_fields_are_refused(tmp_path: Path, fields: str, fragment: s
     """))
     with pytest.raises(PluginLoadError, match=fragment):
         Registry(get_plugin_manager(entry_points=False, builtins=(), plugins_dirs=[tmp_path]))
+
+
+def test_datasets_without_any_root_are_named_together_first(lab: Registry) -> None:
+    with pytest.raises(ComponentUnavailableError) as info:
+        _plan(lab, datasets=["shelf", "rack"], fr_models=["fr-a"])
+    message = str(info.value)
+    assert message.startswith(
+        "datasets shelf, rack are unavailable: no root given; pass --data-root DIR holding DIR/Shelf/, DIR/rack/"
+        " or --dataset-option NAME:root=DIR for each"
+    ), message
+    assert message.endswith("FR model 'fr-a' is unavailable: needs its weights: set --fr-option fr-a:weights=PATH")
