@@ -11,7 +11,13 @@ from pathlib import Path
 import pytest
 
 from fiqabench.config import RunConfig, load_toml, merge
-from fiqabench.errors import ComponentUnavailableError, ConfigError, DomainMismatchError, PluginLoadError
+from fiqabench.errors import (
+    ComponentUnavailableError,
+    ConfigError,
+    DomainMismatchError,
+    InputFormatError,
+    PluginLoadError,
+)
 from fiqabench.plan import build_plan
 from fiqabench.plugins import get_plugin_manager
 from fiqabench.registry import Registry
@@ -117,7 +123,7 @@ def test_data_root_from_the_toml_file_and_the_flag_wins(tmp_path: Path) -> None:
     assert merge(load_toml(path), {}).data_root == "/from/file"
     assert merge(load_toml(path), {"data_root": "/from/flag"}).data_root == "/from/flag"
     path.write_text("data_root = 3\n")
-    with pytest.raises(Exception, match="data_root: expected a string"):
+    with pytest.raises(InputFormatError, match="data_root: expected a string"):
         load_toml(path)
 
 
