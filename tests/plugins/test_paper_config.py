@@ -185,3 +185,18 @@ def _check_outputs(out: Path, datasets: list[str], fr_models: list[str], methods
         check_table_2((out / "tables" / f"pauc_{limit}.tex").read_text(), dataset_labels, fr_labels, methods)
     assert (out / "plots" / "edc.png").stat().st_size > 0 and (out / "plots" / "edc.pdf").is_file()
     check_figure_4(results, dataset_labels, fr_labels)
+
+
+def test_readme_table_of_data_root_folders_is_the_registered_one() -> None:
+    from fiqabench.plugins import get_plugin_manager
+    from fiqabench.registry import Registry
+
+    readme = (REPO / "README.md").read_text()
+    table = {}
+    for line in readme.split("## Real benchmarks", 1)[1].split("\n## ", 1)[0].splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) == 4 and cells[0].startswith("`"):
+            for name in re.findall(r"`([a-z0-9-]+)`", cells[0]):
+                table[name] = cells[1].strip("`").rstrip("/") if cells[1] != "–" else None
+    registry = Registry(get_plugin_manager(entry_points=False, builtins=("fiqabench_plugins.datasets",)))
+    assert table == {spec.name: spec.data_root_folder for spec in registry.entries("dataset")}
