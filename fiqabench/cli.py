@@ -57,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--methods", help="comma-separated FIQA methods (default: every method available)")
     run.add_argument("--datasets", help="comma-separated datasets (default: the embedded benchmark)")
     run.add_argument("--fr-models", help="comma-separated evaluation FR models (default: the dataset's)")
+    run.add_argument("--data-root", metavar="DIR",
+                     help="folder holding the datasets under their usual names (DIR/lfw, DIR/IJBC, ...)")
     run.add_argument("--output", metavar="DIR", help="output directory (default: fiqabench-results/<UTC time>)")
     run.add_argument("--cache-dir", metavar="DIR", help="cache root (default: $FIQABENCH_CACHE_DIR or ~/.cache/fiqabench)")
     run.add_argument("--fmr", type=float, help="false match rate of the threshold (default 1e-3)")
@@ -179,6 +181,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         "methods": split_names(args.methods),
         "datasets": split_names(args.datasets),
         "fr_models": split_names(args.fr_models),
+        "data_root": args.data_root,
         "output": args.output,
         "cache_dir": args.cache_dir,
         "fmr": args.fmr,
@@ -290,9 +293,14 @@ def cmd_list(args: argparse.Namespace) -> int:
             need = entry.fr_need(None)
             row["needs_fr_model"] = need
             row["applies_to"] = registry.applicable_fr_models(entry) if need != "none" else None
-            row["domains"] = list(entry.domains or []) or "any"
+            row["domains"] = list(entry.domains_for(None) or []) or "any"
+            if entry.domain_hint:
+                row["domain_hint"] = entry.domain_hint
         if kind in ("fr_model", "dataset"):
             row["domain"] = entry.domain
+        if kind == "dataset":
+            row["default_fr_models"] = list(entry.default_fr_models)
+            row["data_root_folder"] = entry.data_root_folder
         if kind == "fr_model":
             try:
                 caps = entry.capabilities_for(None)
@@ -318,8 +326,14 @@ def cmd_list(args: argparse.Namespace) -> int:
                        else ", ".join(row["applies_to"]) or "no registered FR model")
             print(f"    needs from the FR model: {row['needs_fr_model']}; FR models it can use: {applies}; "
                   f"datasets: {row['domains']}")
+            if row.get("domain_hint"):
+                print(f"    on other datasets: {row['domain_hint']}")
         if row.get("domain"):
             print(f"    domain: {row['domain']}")
+        if row.get("default_fr_models"):
+            print(f"    default FR model (first available): {', '.join(row['default_fr_models'])}")
+        if row.get("data_root_folder"):
+            print(f"    folder under --data-root: {row['data_root_folder']}/")
         for key, option in (row.get("options") or {}).items():
             print(f"    option {key} (default {option['default']!r}): {option['help']}")
     return 0

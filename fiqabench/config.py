@@ -11,6 +11,9 @@ Flags win over the file. The TOML keys are the flag names with underscores::
     n = 10
     [dataset_options.lfw]
     root = "/data/lfw"
+
+``data_root = "/data"`` (or ``--data-root``): datasets whose ``root`` is not given look for their
+usual folder under it (``/data/lfw``, ``/data/IJBC``, ...).
 """
 
 from __future__ import annotations
@@ -59,6 +62,8 @@ class RunConfig:
     executor: str = "local"
     devices: list[str] | None = None
     ray_address: str | None = None
+    #: Folder holding the datasets under their usual names (``DatasetSpec.data_root_folder``)
+    data_root: str | None = None
     method_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     dataset_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     fr_options: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -135,6 +140,7 @@ _TOML_TYPES: dict[str, str] = {
     "output": "str", "cache_dir": "str", "device": "str", "on_failure": "str", "template_quality": "str",
     "fmr": "number", "discard_limits": "numbers", "batch_size": "int", "seed": "int",
     "allow_domain_mismatch": "bool", "executor": "str", "devices": "names", "ray_address": "str",
+    "data_root": "str",
     "method_options": "options", "dataset_options": "options", "fr_options": "options",
 }
 

@@ -76,7 +76,10 @@ def fiqabench_register_fiqa_methods(register: RegisterCallback) -> None:
     every method that needs one gets a ``quality_fr_model`` option whose default is
     ``default_quality_fr_model`` or, when that is ``None``, the dataset's default FR model.
     ``higher_is_better=False`` makes the runner negate the scores. ``domains`` restricts the
-    method to datasets of those domains (``oracle`` needs synthetic severities).
+    method to datasets of those domains (``oracle`` needs synthetic severities); it may be a
+    function of the resolved options (weights trained on one domain), and ``domain_hint`` says
+    what to change to use the method elsewhere (named in the refusal; ``--allow-domain-mismatch``
+    overrides it).
 
     Example::
 
@@ -92,9 +95,12 @@ def fiqabench_register_datasets(register: RegisterCallback) -> None:
 
     Called once per process, when the registry is first built. Each call
     ``register(name, target, *, version, summary, domain, default_fr_model=None, options={},
-    reference="", display_name=None, availability=None)`` adds one dataset; ``target`` builds a
-    :class:`fiqabench.api.Dataset` via ``factory(*, options, device)``. Real datasets take a
-    ``root`` option and raise :class:`fiqabench.errors.MissingArtifactError` when it is missing.
+    reference="", display_name=None, availability=None, data_root_folder=None)`` adds one dataset;
+    ``target`` builds a :class:`fiqabench.api.Dataset` via ``factory(*, options, device)``. Real
+    datasets take a ``root`` option and raise :class:`fiqabench.errors.MissingArtifactError` when
+    it is missing; ``data_root_folder`` is the dataset's usual folder name under ``--data-root``
+    (used when ``root`` is not given). ``default_fr_model`` may be a tuple: the first of them that
+    is available evaluates the dataset when ``--fr-models`` is not given.
 
     Example::
 

@@ -165,8 +165,13 @@ class MethodSpec(ComponentSpec):
     needs_fr_model: str | Callable[[Mapping[str, Any]], str] = "none"
     #: False: the runner negates the scores once (quality is higher-is-better everywhere).
     higher_is_better: bool = True
-    #: Only datasets of these domains (``oracle``: synthetic severities); None: any.
-    domains: tuple[str, ...] | None = None
+    #: Only datasets of these domains (``oracle``: synthetic severities); None: any. Or a function
+    #: of the resolved options returning them (weights trained on one domain: DifFIQA's shipped
+    #: embedded DDPM); ``--allow-domain-mismatch`` overrides the check.
+    domains: tuple[str, ...] | Callable[[Mapping[str, Any]], tuple[str, ...] | None] | None = None
+    #: What to change to use the method on other domains (one clause, e.g. the option that loads
+    #: real weights); appended to the domain refusal.
+    domain_hint: str = ""
     #: Default of the ``quality_fr_model`` option (None: the dataset's default FR model).
     default_quality_fr_model: str | None = None
     #: A rough cost per image on a CPU, for shard sizes and run-time estimates before any
@@ -179,10 +184,10 @@ class MethodSpec(ComponentSpec):
             raise _Invalid(f"needs_fr_model={self.needs_fr_model!r}, expected one of {', '.join(FR_NEEDS)}")
         if not isinstance(self.higher_is_better, bool):
             raise _Invalid(f"higher_is_better must be a bool, got {self.higher_is_better!r}")
-        if self.domains is not None:
-            if isinstance(self.domains, str) or not all(isinstance(d, str) for d in self.domains):
-                raise _Invalid(f"domains must be a tuple of names, got {self.domains!r}")
-            object.__setattr__(self, "domains", tuple(self.domains))
+        if self.domains is not None and not callable(self.domains):
+            object.__setattr__(self, "domains", _domain_names(self.domains, _Invalid))
+        if not isinstance(self.domain_hint, str):
+            raise _Invalid(f"domain_hint must be a string, got {self.domain_hint!r}")
         _check_cost(self.cost_ms_per_image)
         if self.fr_need(None) != "none" and "quality_fr_model" not in self.options:
             options = dict(self.options)
@@ -191,6 +196,14 @@ class MethodSpec(ComponentSpec):
                 "FR model the method uses inside itself (default: the dataset's default FR model)",
             )
             object.__setattr__(self, "options", options)
+
+    def domains_for(self, options: Mapping[str, Any] | None) -> tuple[str, ...] | None:
+        """The domains the method works on with these resolved options (defaults when None)."""
+        if not callable(self.domains):
+            return self.domains
+        given = options if options is not None else {k: o.default for k, o in self.options.items()}
+        value = self.domains(given)
+        return None if value is None else _domain_names(value, ComponentContractError, self.name)
 
     def fr_need(self, options: Mapping[str, Any] | None) -> str:
         """The need for these resolved options (defaults when None)."""
@@ -250,9 +263,35 @@ class DatasetSpec(ComponentSpec):
 
     kind: ClassVar[str] = "dataset"
     domain: str | None = None
-    default_fr_model: str | None = None
+    #: The evaluation FR model when ``--fr-models`` is not given; a tuple: the first of them that
+    #: is available with the run's options (the paper's four on aligned 112 px faces).
+    default_fr_model: str | tuple[str, ...] | None = None
     #: Part of ``fiqabench run`` without ``--datasets`` (the embedded benchmark).
     default: bool = False
+    #: The dataset's usual folder name under ``--data-root DIR``: when its ``root`` option is not
+    #: given, the plan sets it to ``DIR/<data_root_folder>``. None: not found under a data root.
+    data_root_folder: str | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        default = self.default_fr_model
+        if isinstance(default, (tuple, list)):
+            if not default or not all(isinstance(n, str) and n for n in default):
+                raise _Invalid(f"default_fr_model must be a name or a tuple of names, got {default!r}")
+            object.__setattr__(self, "default_fr_model", tuple(default))
+        elif default is not None and not isinstance(default, str):
+            raise _Invalid(f"default_fr_model must be a name or a tuple of names, got {default!r}")
+        if self.data_root_folder is not None:
+            if not isinstance(self.data_root_folder, str) or not self.data_root_folder.strip():
+                raise _Invalid(f"data_root_folder must be a folder name, got {self.data_root_folder!r}")
+            if "root" not in self.options:
+                raise _Invalid("data_root_folder needs a 'root' option to set")
+
+    @property
+    def default_fr_models(self) -> tuple[str, ...]:
+        """The default evaluation FR model(s), in order of preference."""
+        default = self.default_fr_model
+        return () if default is None else (default,) if isinstance(default, str) else default
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -288,6 +327,13 @@ _CORE_FIELDS = {"name", "target", "plugin", "distribution"}
 
 #: Kept for code written against the first registry.
 Entry = ComponentSpec
+
+
+def _domain_names(value: Any, error: type[Exception], name: str = "") -> tuple[str, ...]:
+    if isinstance(value, str) or not isinstance(value, (tuple, list)) or not all(isinstance(d, str) for d in value):
+        where = f"method {name!r}: domains() returned" if name else "domains must be a tuple of names, got"
+        raise error(f"{where} {value!r}")
+    return tuple(value)
 
 
 def _check_cost(value: Any) -> None:

@@ -20,10 +20,14 @@ from typing import Any
 from fiqabench import Option, hookimpl
 from fiqabench.api import parse_bool
 
-__all__ = ["ALIGNED_DOMAIN", "DATA_ROOT_FOLDERS", "LAYOUTS", "LEAKAGE"]
+__all__ = ["ALIGNED_DOMAIN", "DATA_ROOT_FOLDERS", "LAYOUTS", "LEAKAGE", "PAPER_FR_MODELS"]
 
 #: The domain of every dataset here (kept equal to ``base.ALIGNED_DOMAIN`` by a test).
 ALIGNED_DOMAIN = "aligned-112-face"
+
+#: The evaluation FR models of the DifFIQA paper (§4.1); a dataset here is evaluated with the first
+#: of them whose weights are given, unless ``--fr-models`` names others.
+PAPER_FR_MODELS = ("arcface", "cosface", "adaface", "curricularface")
 
 #: Folder name of each dataset under a data root (README table "Real benchmarks").
 DATA_ROOT_FOLDERS: dict[str, str] = {
@@ -118,10 +122,20 @@ def _non_mated() -> dict[str, Option]:
     }
 
 
+def _with_data_root_folder(register: Callable[..., None]) -> Callable[..., None]:
+    """``register`` that declares each dataset's folder under ``--data-root`` (DATA_ROOT_FOLDERS)."""
+
+    def register_dataset(name: str, target: str, **fields: Any) -> None:
+        register(name, target, data_root_folder=DATA_ROOT_FOLDERS.get(name), **fields)
+
+    return register_dataset
+
+
 @hookimpl
 def fiqabench_register_datasets(register: Callable[..., None]) -> None:
+    register = _with_data_root_folder(register)
     pair_common = {"workers": _workers(), "allow_duplicates": _duplicates()}
-    common = dict(domain=ALIGNED_DOMAIN, version="1")
+    common = dict(domain=ALIGNED_DOMAIN, version="1", default_fr_model=PAPER_FR_MODELS)
     register(
         "lfw", f"{_MODULE}.lfw:build_lfw", **common,
         summary="LFW View 2: 6,000 pairs in 10 folds (pairs.txt; plain or deep-funneled images)",

@@ -135,6 +135,14 @@ def _method_availability(options: Mapping[str, Any]) -> str | None:
     return None
 
 
+def _method_domains(options: Mapping[str, Any]) -> tuple[str, ...] | None:
+    """The shipped DDPM was trained on the embedded world's 32 px faces: with it, only synthetic
+    datasets; with weights the user gives (or the official configuration), any."""
+    weights = options.get("weights")
+    shipped = not weights or Path(str(weights)).expanduser().resolve() == _SHIPPED
+    return ("synthetic",) if shipped and options.get("unet_config", "embedded") == "embedded" else None
+
+
 @hookimpl
 def fiqabench_register_fiqa_methods(register: Any) -> None:
     register(
@@ -149,6 +157,9 @@ def fiqabench_register_fiqa_methods(register: Any) -> None:
         default_quality_fr_model=None,
         options=METHOD_OPTIONS,
         availability=_method_availability,
+        domains=_method_domains,
+        domain_hint="its shipped DDPM was trained on the embedded synthetic faces; load real weights with"
+        " --method-option diffiqa:weights=PATH --method-option diffiqa:unet_config=official",
         # n = 10 on the embedded 32 px benchmark, 2 CPU threads (benchmarks/diffiqa.md)
         cost_ms_per_image=85.0,
     )
