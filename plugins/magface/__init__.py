@@ -15,7 +15,7 @@ from typing import Any
 
 from fiqabench import hookimpl
 from fiqabench.api import FRCapabilities, Option
-from fiqabench_plugins.synthetic import FR_TRAINER_OPTIONS
+from fiqabench_plugins.synthetic import FR_TRAINER_OPTIONS, domains_by_arch
 
 #: Bump when scores change for the same options (cache keys use name@version).
 VERSION = "1"
@@ -80,6 +80,9 @@ def fiqabench_register_fiqa_methods(register: Any) -> None:
         higher_is_better=True,
         options=METHOD_OPTIONS,
         availability=_availability,
+        domains=domains_by_arch,
+        domain_hint="its shipped network was trained on the embedded synthetic faces; load an official checkpoint"
+        " with --method-option magface:weights=PATH --method-option magface:arch=iresnet100",
         cost_ms_per_image=0.3,
     )
 

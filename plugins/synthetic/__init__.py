@@ -49,6 +49,12 @@ def _weights_available(options: Mapping[str, Any]) -> str | None:
     return f"weights file {path} is missing: produce it with `{TRAIN_COMMAND}`"
 
 
+def domains_by_arch(options: Mapping[str, Any]) -> tuple[str, ...]:
+    """Domains of a method whose network is either trained here on the embedded world
+    (``arch=embedded``, the shipped weights: synthetic data only) or an official 112 px one."""
+    return ("synthetic",) if options.get("arch", "embedded") == "embedded" else ("aligned-112-face",)
+
+
 #: Options of every trainer on the embedded world (``synthetic-fr`` and the jointly trained FR
 #: models of ``cr-fiqa`` and ``magface``, which reuse :mod:`.train`'s machinery): one recipe, so
 #: their networks see the same data, augmentation and schedule.
