@@ -195,14 +195,70 @@ def test_paper_sampler_is_ancestral_ddpm() -> None:
     rec = _Recorder(value=0.1)
     x_t = torch.full((1, 3, 2, 2), 0.3)
     out = reverse(x_t, 5, denoise=rec.denoise, schedule=SCHEDULE, noise=rec.noise, sampler="paper")
-    assert rec.taus == [5, 4, 3, 2, 1] and rec.noise_draws == 4
-    x = x_t.clone()
-    for tau in range(5, 0, -1):  # posterior mean with z = 0 (our noise source returns zeros)
-        x0 = torch.full_like(x, 0.1 * (1 + tau)).clamp(-1, 1)
-        x = float(SCHEDULE.posterior_mean_coef1[tau]) * x0 + float(SCHEDULE.posterior_mean_coef2[tau]) * x
-    assert torch.allclose(out, x, atol=1e-6)
+    # 0-based schedule: the chain ends with the step at index 0 onto the clean image (t + 1 calls)
+    assert rec.taus == [5, 4, 3, 2, 1, 0] and rec.noise_draws == 5
+    assert torch.allclose(out, torch.full_like(out, 0.1))  # the x0 prediction at model time 0
+    # the step at index 0 is the posterior with abar_prev = 1: coefficients (1, 0), variance 0
+    assert float(SCHEDULE.posterior_mean_coef1[0]) == 1.0 and float(SCHEDULE.posterior_mean_coef2[0]) == 0.0
+    assert float(SCHEDULE.posterior_variance[0]) == 0.0
     with pytest.raises(ConfigError):
         reverse(x_t, 5, denoise=rec.denoise, schedule=SCHEDULE, noise=rec.noise, sampler="ddim")
+
+
+def _abar_by_hand(k: int) -> float:
+    """Official 0-based ``alphas_cumprod[k]`` from the cosine formula in float64 (``diff_util.py``
+    L67-77): ``prod_{j <= k} (1 - beta_j) = f(k + 1) / f(0)``, ``f(u) = cos^2((u/T + s)/(1 + s) pi/2)``
+    (no beta reaches the 0.999 clip at these indices)."""
+    def f(u: float) -> float:
+        return math.cos((u / 1000 + 0.008) / 1.008 * math.pi / 2) ** 2
+
+    return 1.0 if k < 0 else f(k + 1) / f(0)
+
+
+def test_paper_sampler_last_step_against_hand_computation() -> None:
+    """Eq. 3-4 (DDPM Algorithm 2) at t = 2 with z = 0, coefficients computed by hand.
+
+    The x0 predictor depends on its input, ``x0_hat = 0.5 x + 0.05 (tau + 1)``, so the output
+    carries the whole chain. Index 2 -> 1 -> 0 are posterior means; the last step, from index 0,
+    returns ``x0_hat`` itself. Version 1 stopped before it and returned the index-0 state,
+    ``c1 x0_hat + c2 x_1`` with ``(c1, c2)`` about ``(0.53, 0.47)``.
+    """
+    taus: list[int] = []
+
+    def denoise(x: torch.Tensor, tau: int) -> torch.Tensor:
+        taus.append(tau)
+        return 0.5 * x + 0.05 * (tau + 1)
+
+    def posterior(x0: float, x: float, tau: int) -> float:
+        a, a_prev = _abar_by_hand(tau), _abar_by_hand(tau - 1)
+        beta = 1 - a / a_prev
+        c1 = beta * math.sqrt(a_prev) / (1 - a)
+        c2 = (1 - a_prev) * math.sqrt(1 - beta) / (1 - a)
+        return c1 * x0 + c2 * x
+
+    x = 0.3
+    x = posterior(0.5 * x + 0.15, x, 2)  # tau = 2 -> index 1
+    x1 = x
+    x0_hat_1 = 0.5 * x1 + 0.10
+    x = posterior(x0_hat_1, x1, 1)  # tau = 1 -> index 0
+    expected = 0.5 * x + 0.05  # tau = 0: the clean image is x0_hat
+    out = reverse(torch.full((1, 3, 2, 2), 0.3), 2, denoise=denoise, schedule=SCHEDULE,
+                  noise=lambda: torch.zeros(1, 3, 2, 2), sampler="paper")
+    assert taus == [2, 1, 0]
+    assert torch.allclose(out, torch.full_like(out, expected), atol=1e-6, rtol=0)
+    # the step version 1 ended with: about 0.53 x0_hat + 0.47 x_1, a different value
+    a0, a1 = _abar_by_hand(0), _abar_by_hand(1)
+    c1 = (1 - a1 / a0) * math.sqrt(a0) / (1 - a1)
+    assert c1 == pytest.approx(0.53, abs=0.01) and abs(expected - x) > 1e-3
+    # with noise: steps tau = 2, 1 draw, tau = 0 does not
+    draws = []
+
+    def noise() -> torch.Tensor:
+        draws.append(1)
+        return torch.ones(1, 3, 2, 2)
+
+    reverse(torch.full((1, 3, 2, 2), 0.3), 2, denoise=denoise, schedule=SCHEDULE, noise=noise, sampler="paper")
+    assert len(draws) == 2
 
 
 # ------------------------------------------------------------------------------------------------
@@ -401,7 +457,10 @@ def _reference_scores(m: DifFIQA, b: SampleBatch, fr: TorchFRModel) -> list[floa
         chains = len(starts)
         shape = (chains, 3, 16, 16)
         start = torch.cat(starts)
-        x_t = SCHEDULE.q_sample(start, torch.full((chains,), m.t), torch.randn(shape, generator=gen))
+        if m.reconstruct_from == "clean":  # no forward noising, no forward noise draw
+            x_t = start
+        else:
+            x_t = SCHEDULE.q_sample(start, torch.full((chains,), m.t), torch.randn(shape, generator=gen))
         x_hat = reverse(x_t, m.t, denoise=m._denoise, schedule=SCHEDULE,
                         noise=lambda: torch.randn(shape, generator=gen), sampler=m.sampler)
         emb = lambda y: fr.forward(fr.to_input_space((y + 1) / 2))  # noqa: E731
@@ -417,8 +476,9 @@ def _reference_scores(m: DifFIQA, b: SampleBatch, fr: TorchFRModel) -> list[floa
 
 @pytest.mark.parametrize(
     "options",
-    [{}, {"flip": False}, {"forward_term": False}, {"sampler": "paper", "t": 3}],
-    ids=["default", "no-flip", "no-forward", "paper-sampler"],
+    [{}, {"flip": False}, {"forward_term": False}, {"forward_term": False, "reconstruct_from": "clean"},
+     {"sampler": "paper", "t": 3}],
+    ids=["default", "no-flip", "no-forward", "no-forward-clean", "paper-sampler"],
 )
 def test_score_matches_a_per_sample_reference_loop(options: dict) -> None:
     fr = tiny_fr()
@@ -448,6 +508,51 @@ def test_flip_handling_and_fr_inputs() -> None:
     fr.inputs.clear()
     method(n=2, batch_images=64, forward_term=False).score(b, fr_model=fr)
     assert fr.inputs[0].shape[0] == 2 + 2 + 2 * 2 * 2
+
+
+def test_reconstruct_from_clean_skips_the_forward_noising() -> None:
+    """Second reading of Table 4 "w/o forward pass": the reverse process starts from the image."""
+    seen: list[torch.Tensor] = []
+    m = method(n=2, forward_term=False, reconstruct_from="clean")
+    denoise = m._denoise
+
+    def recording(x: torch.Tensor, tau: int) -> torch.Tensor:
+        seen.append(x.clone())
+        return denoise(x, tau)
+
+    m._denoise = recording  # type: ignore[method-assign]
+    b = batch(1)
+    fr = _RecordingFR()
+    m.score(b, fr_model=fr)
+    x = m.prepare(b.images)
+    first = seen[0]  # the first UNet input: the clean image (2 repeats) and its flip (2), un-noised
+    assert torch.equal(first[:2], x.expand(2, -1, -1, -1)) and torch.equal(first[2:], x.flip(-1).expand(2, -1, -1, -1))
+    assert fr.inputs[0].shape[0] == 1 + 1 + 2 * 2  # x, x^f, reconstructions; nothing noisy
+    with pytest.raises(ConfigError, match="forward_term=false"):
+        method(reconstruct_from="clean")
+    with pytest.raises(ConfigError):
+        method(forward_term=False, reconstruct_from="x_t")
+    from fiqabench_plugins.diffiqa import _method_availability
+
+    assert "forward_term=false" in _method_availability({"reconstruct_from": "clean", "forward_term": True})
+
+
+def test_scores_do_not_depend_on_the_thread_count() -> None:
+    """1 and 2 torch threads give the same scores (the embedded UNet configuration, random
+    weights, 32 px: big enough that oneDNN splits its convolutions across threads)."""
+    torch.manual_seed(4)
+    unet = UNet(UNetConfig.embedded())
+    with torch.no_grad():
+        for p in unet.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    fr = tiny_fr(size=32)
+    b = batch(4, size=32)
+    scores = {}
+    for threads in (1, 2):
+        m = DifFIQA(options={"n": 2, "num_threads": threads}, device="cpu", unet=unet)
+        scores[threads] = m.score(b, fr_model=fr)
+        assert torch.get_num_threads() == 1  # restored (the module fixture set 1)
+    np.testing.assert_array_equal(scores[1], scores[2])
 
 
 def test_scores_do_not_depend_on_batch_size_or_order() -> None:
