@@ -1,7 +1,8 @@
 """Tests of the DifFIQA plugin (paper: Babnik, Peer, Struc, IJCB 2023; research note diffiqa.md).
 
-Numbers in these tests come from the research note's tables (§1.2, §1.4, §2), which were measured
-on the official classes, or are computed by hand in the test.
+Numbers in these tests come from the research note's tables (§1.2, §1.4, §2), from golden values
+recorded by running the official classes (``OFFICIAL_GOLDEN``, with how they were obtained), or are
+computed by hand in the test.
 """
 
 from __future__ import annotations
@@ -259,6 +260,98 @@ def test_paper_sampler_last_step_against_hand_computation() -> None:
 
     reverse(torch.full((1, 3, 2, 2), 0.3), 2, denoise=denoise, schedule=SCHEDULE, noise=noise, sampler="paper")
     assert len(draws) == 2
+
+
+# ------------------------------------------------------------------------------------------------
+# golden numbers recorded from the official classes
+# ------------------------------------------------------------------------------------------------
+
+#: Recorded 2026-11-30 from the official ``Unet`` and ``GaussianDiffusion`` (LSIbabnikz/DifFIQA at
+#: c0bc008; ``diffiqa/diffusion_base/diff_util.py``, ``diff_unet.py`` and ``diff_gauss.py`` copied
+#: unmodified into a scratch package outside this repository, einops 0.8.2, torch 2.13 CPU, one
+#: thread). The scratch script did exactly what :func:`test_matches_golden_numbers_of_the_official_classes`
+#: does on our side, with ``Unet(dim=8, dim_mults=(1, 2), channels=3)`` and ``GaussianDiffusion(unet,
+#: image_size=16, timesteps=1000, sampling_timesteps=5, loss_type='l2', objective='pred_x0',
+#: time_bound=[0, 100], T=100)`` (the official config's values at a tiny width): every UNet weight
+#: set by :func:`_key_tensor` from its state-dict key; ``unet(x, [3, 57])``; ``torch.manual_seed(7)``
+#: then ``q_sample(x, [5, 5])`` and ``ddim_sample_at_t(x.shape, noisy, tensor([5]), 6)`` (every noise
+#: tensor from the global generator, which draws the same stream as ``Generator().manual_seed(7)``);
+#: ``p_losses(lq, hq, [0, 73], noise)``. Sums are accumulated in float64 from the float32 outputs.
+OFFICIAL_GOLDEN = {
+    "unet_forward": (242.89511375501752, 2869.257331777364, 9118.455079104451,
+                     [-0.009031027555465698, -0.49774205684661865, 0.559622049331665, 0.6031705141067505],
+                     [0.2520083785057068, -1.0690065622329712, -2.3478610515594482, -0.5066920518875122]),
+    "q_sample": (39.96489048868534, 987.5285754537035, 817.0806511445247,
+                 [-1.014522910118103, -0.743028461933136, -0.6377825736999512, -1.0246968269348145],
+                 [0.8790255784988403, 1.002213478088379, -0.03907712176442146, -0.973590075969696]),
+    "ddim_sample_at_t": (57.83406177163124, 1215.870862543583, 1115.4918103555312,
+                         [0.19859294593334198, -0.19880397617816925, 0.27340686321258545, -0.1429852396249771],
+                         [-1.0, -1.0, -1.0, -0.17929059267044067]),
+    "p_losses": 3.668412446975708,
+    # buffer values at indices 0, 1, 5, 99, 999
+    "alphas_cumprod": [0.9999586939811707, 0.9999125599861145, 0.999679446220398, 0.9720927476882935,
+                       2.428766965323348e-09],
+    "posterior_mean_coef1": [1.0, 0.5277814269065857, 0.20455414056777954, 0.01862015202641487,
+                             0.0015568917151540518],
+    "posterior_mean_coef2": [0.0, 0.4722186028957367, 0.7954458594322205, 0.9813780188560486,
+                             0.03162270039319992],
+    "posterior_variance": [0.0, 2.1789495804114267e-05, 5.216236240812577e-05, 0.0005172290839254856,
+                           0.9989975690841675],
+    "official_parameters": 142_872_835,
+    "unet_keys": 160,
+}
+
+
+def _key_tensor(name: str, shape: torch.Size) -> torch.Tensor:
+    """A weight that depends only on its state-dict key (not on creation order): 0.2 N(0, 1) from a
+    generator seeded with the first 8 bytes of sha256(key)."""
+    import hashlib
+
+    seed = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "little") & (2**63 - 1)
+    return 0.2 * torch.randn(shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float32)
+
+
+def _check_summary(x: torch.Tensor, golden: tuple) -> None:
+    total, abs_total, sq_total, first, last = golden
+    x = x.detach().double()
+    assert float(x.sum()) == pytest.approx(total, rel=1e-5)
+    assert float(x.abs().sum()) == pytest.approx(abs_total, rel=1e-5)
+    assert float((x * x).sum()) == pytest.approx(sq_total, rel=1e-5)
+    np.testing.assert_allclose(x.flatten()[:4].numpy(), first, atol=1e-5)
+    np.testing.assert_allclose(x.flatten()[-4:].numpy(), last, atol=1e-5)
+
+
+def test_matches_golden_numbers_of_the_official_classes() -> None:
+    """UNet forward, schedule buffers, q_sample, the whole official reverse loop and the training
+    loss against :data:`OFFICIAL_GOLDEN` (bit-identical when recorded; checked at 1e-5 here)."""
+    model = UNet(UNetConfig(dim=8, dim_mults=(1, 2), image_size=16))
+    state = model.state_dict()
+    assert len(state) == OFFICIAL_GOLDEN["unet_keys"]  # same keys as the official Unet, one to one
+    # through the official checkpoint mapping: GaussianDiffusion keys -> ours
+    diffusion_state = {f"model.{k}": _key_tensor(k, v.shape) for k, v in state.items()}
+    diffusion_state.update(SCHEDULE.buffers())
+    model.load_state_dict(official_to_unet_state_dict(diffusion_state))
+    model.eval()
+    for name in ("alphas_cumprod", "posterior_mean_coef1", "posterior_mean_coef2", "posterior_variance"):
+        got = [float(getattr(SCHEDULE, name)[i]) for i in (0, 1, 5, 99, 999)]
+        np.testing.assert_allclose(got, OFFICIAL_GOLDEN[name], rtol=1e-6, atol=1e-12)
+    x = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(1)).clamp(-1, 1)
+    with torch.no_grad():
+        _check_summary(model(x, torch.tensor([3, 57])), OFFICIAL_GOLDEN["unet_forward"])
+        gen = torch.Generator().manual_seed(7)
+        noisy = SCHEDULE.q_sample(x, torch.tensor([5, 5]), torch.randn(x.shape, generator=gen))
+        _check_summary(noisy, OFFICIAL_GOLDEN["q_sample"])
+        rec = reverse(noisy, 5, denoise=lambda z, tau: model(z, torch.full((2,), tau)), schedule=SCHEDULE,
+                      noise=lambda: torch.randn(x.shape, generator=gen))
+        _check_summary(rec, OFFICIAL_GOLDEN["ddim_sample_at_t"])
+        gen = torch.Generator().manual_seed(2)
+        hq = torch.rand(2, 3, 16, 16, generator=gen) * 2 - 1
+        lq = torch.rand(2, 3, 16, 16, generator=gen) * 2 - 1
+        noise = torch.randn(2, 3, 16, 16, generator=gen)
+        loss = training_loss(model, SCHEDULE, hq, lq, torch.tensor([0, 73]), noise)
+    assert float(loss) == pytest.approx(OFFICIAL_GOLDEN["p_losses"], rel=1e-5)
+    with torch.device("meta"):
+        assert count_parameters(UNet(UNetConfig.official())) == OFFICIAL_GOLDEN["official_parameters"]
 
 
 # ------------------------------------------------------------------------------------------------
