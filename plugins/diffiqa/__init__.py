@@ -127,8 +127,20 @@ TRAINER_OPTIONS: dict[str, Option] = {
         0, "with pool_copies=0: worker processes that read and degrade images (0: the main process)",
         _non_negative_int, affects_result=False,
     ),
+    "preprocessing": Option(
+        "auto",
+        "training pairs: official (flip the original, degrade it at 512 px, resize the 128 px result"
+        " and the clean image to the DDPM size, as the official dataset class) or embedded (resize"
+        " first, degrade at degrade_scale x the DDPM size with scaled kernels, flip afterwards);"
+        " auto: official for unet_config=official, embedded otherwise",
+        str,
+        choices=("auto", "official", "embedded"),
+    ),
     "degrade_scale": Option(
-        4, "degrade at this many times the DDPM resolution (official: 512 px for 112 px training)", _positive_int
+        4,
+        "preprocessing=embedded: degrade at this many times the DDPM resolution (the official path"
+        " always works at 512 px)",
+        _positive_int,
     ),
     "max_images": Option(0, "use at most this many training images (0: all)", _non_negative_int),
     "threads": Option(0, "torch CPU threads (0: leave as is)", _non_negative_int, affects_result=False),

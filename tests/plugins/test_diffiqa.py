@@ -639,10 +639,10 @@ def test_scores_do_not_depend_on_the_thread_count() -> None:
         for p in unet.parameters():
             p.add_(0.05 * torch.randn_like(p))
     fr = tiny_fr(size=32)
-    b = batch(4, size=32)
+    b = batch(3, size=32)
     scores = {}
     for threads in (1, 2):
-        m = DifFIQA(options={"n": 2, "num_threads": threads}, device="cpu", unet=unet)
+        m = DifFIQA(options={"n": 1, "num_threads": threads}, device="cpu", unet=unet)
         scores[threads] = m.score(b, fr_model=fr)
         assert torch.get_num_threads() == 1  # restored (the module fixture set 1)
     np.testing.assert_array_equal(scores[1], scores[2])
@@ -946,3 +946,69 @@ def test_folder_training_errors_name_the_folder_or_file(tmp_path: Path) -> None:
     for workers in (0, 2):
         with pytest.raises(InputFormatError, match="broken.png: cannot read the image"):
             _folder_train(folder, tmp_path / f"b{workers}" / "w.safetensors", 3, workers=workers)
+
+
+# -- official training preprocessing (diff_dataset.py L29-50) -------------------------------------
+
+
+def test_official_preprocessing_stages_on_one_image() -> None:
+    """Flip first, degrade the original at 512 px, one pass gives 128 px, then an antialiased
+    resize to 112 px; the clean image is the flipped original resized to 112 px."""
+    from fiqabench_plugins.diffiqa.degrade import official_training_pair, resize_antialiased
+
+    rng_img = np.random.default_rng(1)
+    yy, xx = np.mgrid[0:218, 0:178]
+    stripes = (127 + 120 * np.sin(xx * 2.6 + yy * 0.3))[..., None]  # fine detail: aliasing shows
+    image = np.clip(stripes + rng_img.normal(0, 10, (218, 178, 3)), 0, 255).astype(np.uint8)  # CelebA 178x218
+    seed = next(s for s in range(50) if np.random.default_rng(s).random() < 0.5)  # a draw that flips
+    trace: dict = {}
+    clean, degraded = official_training_pair(image, np.random.default_rng(seed), size=112, trace=trace)
+    assert trace["flipped"] is True and np.array_equal(trace["input"], image[:, ::-1])
+    assert [w.shape for w in trace["work"]] == [(512, 512, 3)] * len(trace["work"])
+    assert [p.shape for p in trace["passes"]] == [(128, 128, 3)] * len(trace["passes"]) and trace["passes"]
+    assert degraded.shape == (112, 112, 3) and degraded.dtype == np.uint8
+    assert np.array_equal(degraded, resize_antialiased(trace["passes"][-1], 112))
+    assert clean.shape == (112, 112, 3) and np.array_equal(clean, resize_antialiased(image[:, ::-1], 112))
+    # the order by hand: flip draw, then the degradation of the flipped original from the same stream
+    rng = np.random.default_rng(seed)
+    rng.random()
+    assert np.array_equal(degraded, degrade_lq(np.ascontiguousarray(image[:, ::-1]), rng, out_size=112, work_size=512))
+    # the 128 -> 112 resize is antialiased: it matches torch's antialiased bilinear, not the plain one
+    x = torch.from_numpy(trace["passes"][-1]).permute(2, 0, 1)[None].float()
+    smooth = F_interpolate(x, antialias=True)
+    plain = F_interpolate(x, antialias=False)
+    ours = torch.from_numpy(np.array(degraded)).permute(2, 0, 1)[None].float()
+    assert float((ours - smooth).abs().mean()) < 0.5 < float((ours - plain).abs().mean())
+    # clean image: 218x178 -> 112 (a factor of about 0.5-0.6) with antialiasing too
+    c = torch.from_numpy(np.ascontiguousarray(image[:, ::-1])).permute(2, 0, 1)[None].float()
+    ours_clean = torch.from_numpy(np.array(clean)).permute(2, 0, 1)[None].float()
+    assert float((ours_clean - F_interpolate(c, antialias=True)).abs().mean()) < 0.5
+
+
+def F_interpolate(x: torch.Tensor, *, antialias: bool) -> torch.Tensor:
+    """Bilinear to 112 px, rounded like a uint8 image."""
+    out = torch.nn.functional.interpolate(x, size=(112, 112), mode="bilinear", align_corners=False, antialias=antialias)
+    return out.round().clamp(0, 255)
+
+
+def test_official_preprocessing_is_the_default_for_the_official_unet_and_trains(tmp_path: Path) -> None:
+    from fiqabench_plugins.diffiqa.checkpoint import read_metadata
+    from fiqabench_plugins.diffiqa.train import build_official_pool, resolve_preprocessing
+
+    assert resolve_preprocessing("auto", "official") == "official"
+    assert resolve_preprocessing("auto", "embedded") == "embedded"
+    assert resolve_preprocessing("official", "embedded") == "official"
+    from fiqabench_plugins.diffiqa.degrade import resize_antialiased
+    from fiqabench_plugins.diffiqa.folder import ArraySource
+
+    originals = (np.random.default_rng(0).random((2, 48, 40, 3)) * 255).astype(np.uint8)  # not square
+    clean, degraded, flips = build_official_pool(ArraySource(originals), copies=1, seed=3, size=32)
+    assert clean.shape == (2, 2, 32, 32, 3) and degraded.shape == (2, 1, 32, 32, 3) and flips.shape == (2, 1)
+    for i, original in enumerate(originals):
+        assert np.array_equal(clean[i, 0], resize_antialiased(original, 32))
+        assert np.array_equal(clean[i, 1], resize_antialiased(np.ascontiguousarray(original[:, ::-1]), 32))
+    # the official path on the embedded UNet (the 143 M-parameter one is too slow for a test), pool and streaming
+    for copies in (1, 0):
+        options = {"steps": 1, "batch_size": 2, "pool_copies": copies, "seed": 3, "preprocessing": "official"}
+        path = train_on_images(originals, options=options, device="cpu", output=tmp_path / f"p{copies}" / "w.safetensors")
+        assert '"preprocessing": "official"' in read_metadata(path)["options"]
