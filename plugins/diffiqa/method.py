@@ -39,8 +39,8 @@ Conventions:
   the GPU does not wait for CPU-drawn noise), and CPU and CUDA generators give different streams
   for one seed. A CUDA run is therefore expected to differ from a CPU run like a run with another
   run seed does (how much that is on the embedded benchmark: ``benchmarks/diffiqa.md`` §5); the
-  CPU-versus-GPU difference itself has **not been measured** (no GPU run yet). On one CPU the
-  scores do not depend on the torch thread count (``tests/plugins/test_diffiqa.py``).
+  CPU-versus-GPU difference itself has **not been measured** (no GPU run yet). On one CPU, 1 and
+  2 torch threads agree to 1e-6 (float rounding; ``tests/plugins/test_diffiqa.py``).
 - Batching: the ``2 n`` chains of a group of samples go through the UNet together; groups are cut
   at sample boundaries so that a UNet call holds at most ``batch_images`` images (default 64, the
   official inference batch: 64 // 20 = 3 images of 20 chains).

@@ -631,21 +631,23 @@ def test_reconstruct_from_clean_skips_the_forward_noising() -> None:
 
 
 def test_scores_do_not_depend_on_the_thread_count() -> None:
-    """1 and 2 torch threads give the same scores (the embedded UNet configuration, random
-    weights, 32 px: big enough that oneDNN splits its convolutions across threads)."""
+    """1 and 2 torch threads give the same scores up to float rounding (the embedded UNet
+    configuration, random weights, 32 px: big enough that oneDNN splits its convolutions across
+    threads; the last bit can differ, about 6e-8 here). Kept to one image: two threads on a busy
+    2-core machine are 10-20x slower than one."""
     torch.manual_seed(4)
     unet = UNet(UNetConfig.embedded())
     with torch.no_grad():
         for p in unet.parameters():
             p.add_(0.05 * torch.randn_like(p))
     fr = tiny_fr(size=32)
-    b = batch(3, size=32)
+    b = batch(1, size=32)
     scores = {}
     for threads in (1, 2):
         m = DifFIQA(options={"n": 1, "num_threads": threads}, device="cpu", unet=unet)
         scores[threads] = m.score(b, fr_model=fr)
         assert torch.get_num_threads() == 1  # restored (the module fixture set 1)
-    np.testing.assert_array_equal(scores[1], scores[2])
+    np.testing.assert_allclose(scores[2], scores[1], rtol=0, atol=1e-6)
 
 
 def test_scores_do_not_depend_on_batch_size_or_order() -> None:
