@@ -1,6 +1,8 @@
 """The reverse (denoising) procedures of DifFIQA.
 
-Two samplers, both starting from the forward-noised image ``x_t`` (paper §3.4, Fig. 2):
+Two samplers, both starting from the image they are given at schedule index ``t``: the
+forward-noised ``x_t`` (paper §3.4, Fig. 2), or the clean image itself with the method's
+``reconstruct_from=clean`` (the second reading of Table 4 "w/o forward pass"):
 
 - ``official`` (the default): what the released code runs, ``GaussianDiffusion.ddim_sample_at_t``
   (``diffiqa/diffusion_base/diff_gauss.py`` L156-190, called from ``diffiqa/inference.py``
