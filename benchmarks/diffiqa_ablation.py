@@ -10,18 +10,24 @@ Every variant is one ``fiqabench run --datasets synthetic`` through the CLI, so 
 exactly what a user gets; all runs share one cache directory, so the embeddings and comparison
 scores are computed once and each variant pays only for its quality scores. One option changes
 per row against the paper's settings (n = 10, t = 5, official sampler, flip, forward term,
-online weights). ``--seeds`` reruns the default variant with other run seeds, which gives the
-spread that comes from DifFIQA's own noise draws (the benchmark itself stays fixed).
+online weights). ``--seeds`` reruns the first variant with other run seeds (after all variants),
+which gives the spread that comes from DifFIQA's own noise draws (the benchmark stays fixed).
+All runs share one cache, so a run that was cut short and started again with the same
+``--cache-dir`` reuses the qualities (and their recorded runtimes) of the variants it finished.
 
-Paper Table 4 ablates "w/o flip", "w/o forward pass" (``forward_term=false``, our reading) and
-the perturbation strength ``t = 20``; the other rows are our additions (``n``, sampler, EMA).
+Paper Table 4 ablates "w/o flip", "w/o forward pass" and the perturbation strength ``t = 20``;
+the other rows are our additions (``n``, sampler, EMA). "W/o forward pass" is run in both
+readings: ``no-forward`` (``forward_term=false``: the noisy images are not compared, the
+reconstructions still start from them) and ``no-forward-clean`` (also ``reconstruct_from=clean``:
+no forward noising, the reverse process starts from the clean image).
 
 After the table it prints, for the first variant, Spearman's rank correlation between the
 quality and minus the recorded severity per degradation type of the synthetic world (over the
 images of that type; clean images have severity 0 and are left out), next to ``random``'s; then
 every variant's pAUC@0.3 and its difference to the first variant with 95 % intervals from a
 paired cluster bootstrap over identities (``--bootstrap``), which says which Table 4 differences
-the benchmark's 100 identities can resolve.
+the benchmark's 100 identities can resolve. With ``--seeds``, it also prints how far single
+qualities move between run seeds (the per-image differences to run seed 0).
 """
 
 from __future__ import annotations
@@ -35,19 +41,26 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 from identity_bootstrap import identity_bootstrap, per_type_table  # shared with baselines_quality.py
 
 VARIANTS: dict[str, tuple[str, ...]] = {
     "default": (),
-    "ema": ("ema=true",),
     "paper-sampler": ("sampler=paper",),
-    "n=1": ("n=1",),
-    "n=5": ("n=5",),
     "no-forward": ("forward_term=false",),
-    "t=20": ("t=20",),
+    "no-forward-clean": ("forward_term=false", "reconstruct_from=clean"),
     "no-flip": ("flip=false",),
+    "t=20": ("t=20",),
+    "ema": ("ema=true",),
     "no-flip-no-forward": ("flip=false", "forward_term=false"),
+    "n=5": ("n=5",),
+    "n=1": ("n=1",),
 }
+
+
+def load_text() -> str:
+    """The machine's load average (1, 5, 15 min): the runs' timings depend on it."""
+    return " / ".join(f"{value:.1f}" for value in os.getloadavg())
 
 
 def run_variant(options: tuple[str, ...], seed: int, methods: str, out: Path, cache: Path, threads: int) -> dict:
@@ -70,10 +83,31 @@ def row_text(label: str, row: dict, wall: float | None) -> str:
     return f"| {label} | {pauc['0.2']:.3f} | {pauc['0.3']:.3f} | {ms} | {wall_text} |"
 
 
+def seed_spread(root: Path, first: str, seeds: list[int]) -> str:
+    """Per-image |quality(run seed s) - quality(run seed 0)| of the first variant, against the
+    spread of its qualities across images: how much DifFIQA's own noise draws move one score."""
+    import pandas as pd
+
+    def qualities(run_dir: Path) -> pd.Series:
+        frame = pd.read_csv(run_dir / "qualities.csv")
+        return frame[(frame["dataset"] == "synthetic") & (frame["method"] == "diffiqa")].set_index("sample")["quality"]
+
+    base = qualities(root / first)
+    lines = ["| run seeds | images | median abs. difference | 99th percentile | max | std of qualities across images |",
+             "|---|---|---|---|---|---|"]
+    for seed in seeds:
+        diff = (qualities(root / f"seed{seed}").reindex(base.index) - base).abs().to_numpy()
+        lines.append(f"| 0 vs {seed} | {len(diff)} | {np.median(diff):.4f} | {np.percentile(diff, 99):.4f} |"
+                     f" {diff.max():.4f} | {base.std():.4f} |")
+    return "\n".join(lines)
+
+
 def analyse(root: Path, names: list[str], seeds: list[int], replicates: int) -> None:
-    """The per-type breakdown and the identity bootstrap of the runs under ``root``."""
+    """The per-type breakdown, the run-seed spread and the identity bootstrap of the runs under ``root``."""
     first = names[0]
     print(f"\nSpearman(quality, -severity) per degradation type, variant {first}:\n{per_type_table(root / first)}")
+    if seeds:
+        print(f"\nPer-image quality differences between run seeds, variant {first}:\n{seed_spread(root, first, seeds)}")
     if replicates <= 0:
         return
     variants: dict[str, tuple[Path, str]] = {"oracle": (root / first, "oracle")}
@@ -108,6 +142,7 @@ def main() -> None:
         analyse(options.analyse, names, seeds, options.bootstrap)
         return
 
+    print(f"started {time.strftime('%Y-%m-%d %H:%M:%S %Z')}, load average (1/5/15 min) {load_text()}", flush=True)
     lines = ["| variant | pAUC@0.2 | pAUC@0.3 | ms/img (median) | wall s |", "|---|---|---|---|---|"]
     with tempfile.TemporaryDirectory() as tmp:
         root = options.keep or Path(tmp)
@@ -125,14 +160,15 @@ def main() -> None:
                 print(header, flush=True)
             label = name + (" (" + ", ".join(VARIANTS[name]) + ")" if VARIANTS[name] else "")
             lines.append(row_text(label, rows["diffiqa"], doc["wall_s"]))
-            print(lines[-1], flush=True)
-        for seed in seeds:
-            doc = run_variant((), seed, "diffiqa", root / f"seed{seed}", cache, options.threads)
-            lines.append(row_text(f"default, run seed {seed}", doc["results"][0], doc["wall_s"]))
-            print(lines[-1], flush=True)
+            print(lines[-1], f"  [load average after it: {load_text()}]", flush=True)
+        for seed in seeds:  # last: the variants matter more when a run must be cut short
+            doc = run_variant(VARIANTS[names[0]], seed, "diffiqa", root / f"seed{seed}", cache, options.threads)
+            lines.append(row_text(f"{names[0]}, run seed {seed}", doc["results"][0], doc["wall_s"]))
+            print(lines[-1], f"  [load average after it: {load_text()}]", flush=True)
         for row in brackets:
             lines.append(row_text(row["method"], row, None))
         print("\n" + "\n".join(lines))
+        print(f"finished {time.strftime('%Y-%m-%d %H:%M:%S %Z')}, load average {load_text()}")
         print("\nwall s: the whole CLI run (cold quality cache for the variant; the first run also embeds"
               " and scores the benchmark and runs the brackets).")
         analyse(root, names, seeds, options.bootstrap)

@@ -18,8 +18,11 @@ from fiqabench.api import Option, parse_bool
 __all__ = ["METHOD_OPTIONS", "TRAINER_OPTIONS", "VERSION"]
 
 #: Bump when scores change for the same options (cache keys use name@version).
-VERSION = "1"
-TRAINER_VERSION = "1"
+#: 2: sampler=paper runs its last step onto the clean image (tau = t..0, was t..1). The runner's
+#: per-sample seeds derive from name@version, so every option's scores move by run-seed noise.
+VERSION = "2"
+#: 2: unet_config=official trains with the official preprocessing by default (preprocessing=auto).
+TRAINER_VERSION = "2"
 
 _HERE = Path(__file__).resolve().parent
 _SHIPPED = _HERE / "weights" / "diffiqa-ddpm-embedded.safetensors"
@@ -59,16 +62,23 @@ METHOD_OPTIONS: dict[str, Option] = {
     "sampler": Option(
         "official",
         "reverse process: official (released code: DDIM-form eta=1 loop from t-1, 6 calls at t=5)"
-        " or paper (ancestral DDPM steps of Eq. 3-4 at tau=t..1)",
+        " or paper (ancestral DDPM steps of Eq. 3-4 at tau=t..0, ending at the clean image; t + 1 calls)",
         str,
         choices=("official", "paper"),
     ),
     "flip": Option(True, "use the horizontally flipped image (paper §3.5; Table 4 'w/o flip')", parse_bool),
     "forward_term": Option(
         True,
-        "compare with the noisy images x_t (false: E = {x_hat, x^f, x_hat^f}, our reading of Table 4"
+        "compare with the noisy images x_t (false: E = {x_hat, x^f, x_hat^f}, the first reading of Table 4"
         " 'w/o forward pass')",
         parse_bool,
+    ),
+    "reconstruct_from": Option(
+        "noisy",
+        "what the reverse process starts from: noisy (x_t, the paper) or clean (the image itself, no"
+        " forward noising; needs forward_term=false: the second reading of Table 4 'w/o forward pass')",
+        str,
+        choices=("noisy", "clean"),
     ),
     "weights": Option(
         str(_SHIPPED),
@@ -116,8 +126,20 @@ TRAINER_OPTIONS: dict[str, Option] = {
         0, "with pool_copies=0: worker processes that read and degrade images (0: the main process)",
         _non_negative_int, affects_result=False,
     ),
+    "preprocessing": Option(
+        "auto",
+        "training pairs: official (flip the original, degrade it at 512 px, resize the 128 px result"
+        " and the clean image to the DDPM size, as the official dataset class) or embedded (resize"
+        " first, degrade at degrade_scale x the DDPM size with scaled kernels, flip afterwards);"
+        " auto: official for unet_config=official, embedded otherwise",
+        str,
+        choices=("auto", "official", "embedded"),
+    ),
     "degrade_scale": Option(
-        4, "degrade at this many times the DDPM resolution (official: 512 px for 112 px training)", _positive_int
+        4,
+        "preprocessing=embedded: degrade at this many times the DDPM resolution (the official path"
+        " always works at 512 px)",
+        _positive_int,
     ),
     "max_images": Option(0, "use at most this many training images (0: all)", _non_negative_int),
     "threads": Option(0, "torch CPU threads (0: leave as is)", _non_negative_int, affects_result=False),
@@ -125,6 +147,8 @@ TRAINER_OPTIONS: dict[str, Option] = {
 
 
 def _method_availability(options: Mapping[str, Any]) -> str | None:
+    if options.get("reconstruct_from", "noisy") == "clean" and options.get("forward_term", True):
+        return "reconstruct_from=clean has no noisy images to compare: add diffiqa:forward_term=false"
     weights = Path(str(options.get("weights") or _SHIPPED))
     if options.get("unet_config", "embedded") == "official" and weights == _SHIPPED:
         return "no weights shipped for unet_config=official: pass diffiqa:weights=PATH (diff_pretrain.pt)"

@@ -34,6 +34,21 @@ OpenCV and the original RNG streams):
   (variances by its square). Ratios (down-sampling factors, the decimation kernel, which is tied
   to ``sf``), noise levels and JPEG qualities are scale-free and unchanged. The output of one
   pass is ``work_size / 4`` px (= the training size at the default), as 128 px is for 112 px.
+
+Two preprocessing paths use it (``diffiqa-ddpm`` option ``preprocessing``):
+
+- **official** (:func:`official_training_pair`; the default for ``unet_config=official``): what
+  ``DiffDataset.__getitem__`` does (``diff_dataset.py`` L29-50). The *original* image (any size)
+  is flipped first (p = 0.5, the same flip for both outputs); the clean image is that resized to
+  the training size (PIL bilinear, antialiased, as ``T.Resize`` on a PIL image); the degraded one
+  is ``auto_degrade`` at the official 512 px working size with unscaled kernels (128 px out; the
+  p = 0.2 and p = 0.01 extra passes each start again from 512 px), then resized 128 -> 112 px with
+  PIL bilinear, antialiased.
+- **embedded** (the default for ``unet_config=embedded``; the shipped weights were trained so):
+  the image is first resized to the training size (32 px), degraded at ``degrade_scale x`` that
+  size (128 px) with kernels scaled by ``work_size / 512``, so one pass already returns the
+  training size and there is no final resize; the flip is drawn afterwards in the training loop
+  (from the run's generator) and applied to the clean and the degraded image alike.
 """
 
 from __future__ import annotations
@@ -48,7 +63,10 @@ from PIL import Image
 from scipy import ndimage
 from scipy.linalg import orth
 
-__all__ = ["auto_degrade", "degradation_bsrgan", "degrade_lq", "fspecial_gaussian", "anisotropic_gaussian"]
+__all__ = [
+    "anisotropic_gaussian", "auto_degrade", "degradation_bsrgan", "degrade_lq", "fspecial_gaussian",
+    "official_training_pair", "resize_antialiased",
+]
 
 #: The official ``auto_degrade`` working size (``degrade.py`` L614).
 OFFICIAL_WORK_SIZE = 512
@@ -241,15 +259,39 @@ def degradation_bsrgan(img: np.ndarray, rng: np.random.Generator, sf: int = 4, k
     return _jpeg(img, rng)  # final JPEG, always (L513)
 
 
-def auto_degrade(image: np.ndarray, rng: np.random.Generator, work_size: int = OFFICIAL_WORK_SIZE) -> np.ndarray:
-    """``auto_degrade`` (L611-622): uint8 ``HxWx3`` -> resize to ``work_size`` (bilinear) ->
-    BSRGAN with ``sf = 4`` -> uint8 ``(work_size / 4)`` px. Kernels scale by ``work_size / 512``."""
+def auto_degrade(
+    image: np.ndarray, rng: np.random.Generator, work_size: int = OFFICIAL_WORK_SIZE, trace: dict | None = None
+) -> np.ndarray:
+    """``auto_degrade`` (L611-622): uint8 ``HxWx3`` -> resize to ``work_size`` (bilinear, no
+    antialiasing, as ``cv2.resize``) -> BSRGAN with ``sf = 4`` -> uint8 ``(work_size / 4)`` px.
+    Kernels scale by ``work_size / 512``. ``trace`` (tests) collects the working image and the
+    output of each pass under ``"work"`` and ``"passes"``."""
     x = _resize(image.astype(np.float32), work_size, work_size, 1) / 255.0
-    lq = degradation_bsrgan(np.clip(x, 0, 1).astype(np.float32), rng, sf=4, kscale=work_size / OFFICIAL_WORK_SIZE)
-    return _to_uint8(lq)
+    lq = _to_uint8(
+        degradation_bsrgan(np.clip(x, 0, 1).astype(np.float32), rng, sf=4, kscale=work_size / OFFICIAL_WORK_SIZE)
+    )
+    if trace is not None:
+        trace.setdefault("work", []).append(x)
+        trace.setdefault("passes", []).append(lq)
+    return lq
 
 
-def degrade_lq(image: np.ndarray, rng: np.random.Generator, *, out_size: int, work_size: int | None = None) -> np.ndarray:
+def resize_antialiased(image: np.ndarray, size: int) -> np.ndarray:
+    """uint8 ``HxWx3`` -> ``size x size``: PIL bilinear, which widens its filter when shrinking
+    (antialiasing), as torchvision's ``T.Resize`` on a PIL image does."""
+    if image.shape[0] == size and image.shape[1] == size:
+        return image
+    return np.asarray(Image.fromarray(np.ascontiguousarray(image)).resize((size, size), Image.BILINEAR))
+
+
+def degrade_lq(
+    image: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    out_size: int,
+    work_size: int | None = None,
+    trace: dict | None = None,
+) -> np.ndarray:
     """The low-quality training input (``diff_dataset.py`` L34-40): ``auto_degrade`` once, again
     with p = 0.2 and a third time with p = 0.01, then resized to ``out_size`` (bilinear with
     antialiasing, as torchvision's ``Resize`` on PIL images). uint8 in, uint8 out.
@@ -257,10 +299,27 @@ def degrade_lq(image: np.ndarray, rng: np.random.Generator, *, out_size: int, wo
     ``work_size`` defaults to ``4 * out_size``.
     """
     work = work_size or 4 * out_size
-    lq = auto_degrade(image, rng, work)
+    lq = auto_degrade(image, rng, work, trace)
     for p in (0.2, 0.01):
         if rng.random() < p:
-            lq = auto_degrade(lq, rng, work)
-    if lq.shape[0] != out_size or lq.shape[1] != out_size:
-        lq = np.asarray(Image.fromarray(lq).resize((out_size, out_size), Image.BILINEAR))
-    return lq
+            lq = auto_degrade(lq, rng, work, trace)
+    return resize_antialiased(lq, out_size)
+
+
+def official_training_pair(
+    image: np.ndarray, rng: np.random.Generator, *, size: int = 112, trace: dict | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """One ``(clean, degraded)`` training pair as ``DiffDataset.__getitem__`` makes it
+    (``diff_dataset.py`` L45-50): flip the original (p = 0.5) *before* anything else, clean =
+    resize to ``size``, degraded = :func:`degrade_lq` at the official 512 px working size (one pass
+    returns 128 px), resized to ``size``. uint8 ``HxWx3`` of any size in, two uint8
+    ``size x size x 3`` out. ``trace`` (tests) also gets ``"flipped"`` and ``"input"``, the image
+    the degradation started from."""
+    flipped = bool(rng.random() < 0.5)
+    if flipped:
+        image = image[:, ::-1]
+    image = np.ascontiguousarray(image)
+    if trace is not None:
+        trace["flipped"], trace["input"] = flipped, image
+    clean = resize_antialiased(image, size)
+    return clean, degrade_lq(image, rng, out_size=size, work_size=OFFICIAL_WORK_SIZE, trace=trace)

@@ -21,7 +21,7 @@ from PIL import Image, UnidentifiedImageError
 from fiqabench.files import folder_digest
 from fiqabench.errors import ConfigError, InputFormatError, MissingArtifactError
 
-from .degrade import degrade_lq
+from .degrade import degrade_lq, official_training_pair
 
 __all__ = [
     "ArraySource", "EpochBatches", "FolderSource", "ReadFailure", "StreamingPairs", "epoch_permutation", "list_images",
@@ -52,12 +52,19 @@ def _resize(image: np.ndarray, size: int) -> np.ndarray:
 
 class FolderSource:
     """Image ``i`` of a folder as uint8 RGB ``(size, size, 3)`` (bilinear, like the official
-    ``T.Resize``); read on demand, so a CelebA-sized folder is never held in memory."""
+    ``T.Resize``), or as stored when ``size`` is None; read on demand, so a CelebA-sized folder is
+    never held in memory."""
 
-    def __init__(self, root: Path, size: int) -> None:
+    def __init__(self, root: Path, size: int | None) -> None:
         self.root = Path(root)
         self.files = list_images(self.root)
         self.size = size
+
+    def at_original_size(self) -> FolderSource:
+        """The same files, read as stored (the official preprocessing degrades the original)."""
+        source = FolderSource.__new__(FolderSource)
+        source.root, source.files, source.size = self.root, list(self.files), None
+        return source
 
     def __len__(self) -> int:
         return len(self.files)
@@ -69,7 +76,7 @@ class FolderSource:
                 image = np.asarray(handle.convert("RGB"))
         except (OSError, UnidentifiedImageError) as exc:
             raise InputFormatError(path, None, None, f"cannot read the image ({exc})") from exc
-        return _resize(image, self.size)
+        return image if self.size is None else _resize(image, self.size)
 
     def digest(self) -> str:
         """The folder and its images' relative paths, sizes and modification times."""
@@ -99,12 +106,20 @@ class ReadFailure:
 
 
 class StreamingPairs(torch.utils.data.Dataset):
-    """Item ``(epoch, i)``: the clean image ``i`` and a fresh degraded copy for that epoch."""
+    """Item ``(epoch, i)``: the clean image ``i`` and a fresh degraded copy for that epoch.
 
-    def __init__(self, source: Sequence[np.ndarray], *, seed: int, work_size: int) -> None:
+    With ``official_size`` set, the source holds original images and each item is
+    :func:`~.degrade.official_training_pair` at that size (flip first, 512 px degradation, both
+    resized); otherwise the source is at the training size already and only the degraded copy is
+    made here (embedded preprocessing: the training loop flips)."""
+
+    def __init__(
+        self, source: Sequence[np.ndarray], *, seed: int, work_size: int, official_size: int | None = None
+    ) -> None:
         self.source = source
         self.seed = seed
         self.work_size = work_size
+        self.official_size = official_size
 
     def __len__(self) -> int:
         return len(self.source)
@@ -116,6 +131,8 @@ class StreamingPairs(torch.utils.data.Dataset):
         except InputFormatError as exc:
             return ReadFailure(exc.path, exc.message)
         rng = np.random.default_rng([self.seed, epoch, index])
+        if self.official_size is not None:
+            return official_training_pair(clean, rng, size=self.official_size)
         return clean, degrade_lq(clean, rng, out_size=clean.shape[0], work_size=self.work_size)
 
 
@@ -172,11 +189,11 @@ def next_pair(batches: Iterator[tuple[torch.Tensor, torch.Tensor] | ReadFailure]
 
 def pair_loader(
     source: Sequence[np.ndarray], *, batch_size: int, seed: int, work_size: int, start_step: int, steps: int,
-    workers: int,
+    workers: int, official_size: int | None = None,
 ) -> torch.utils.data.DataLoader:
     """uint8 ``(clean, degraded)`` batches for optimizer steps ``start_step .. steps - 1``."""
     return torch.utils.data.DataLoader(
-        StreamingPairs(source, seed=seed, work_size=work_size),
+        StreamingPairs(source, seed=seed, work_size=work_size, official_size=official_size),
         batch_sampler=EpochBatches(len(source), batch_size=batch_size, seed=seed,
                                    start=start_step * batch_size, batches=max(0, steps - start_step)),
         num_workers=workers,

@@ -13,9 +13,17 @@ For an image ``x`` and its horizontal flip ``x^f`` (paper §3.5), repeated ``n``
    the embedding of the *un-flipped* original, as the official code does (``inference.py``
    L126-131; research note ``diffiqa.md`` §4).
 
-Ablations (paper Table 4): ``flip=false`` drops the three flip terms, ``E = {e_{x_t}, e_{x_hat}}``;
-``forward_term=false`` is our reading of "w/o forward pass": the noisy images are not compared,
-``E = {e_{x_hat}, e_{x^f}, e_{x_hat^f}}`` (the reconstructions still start from the noised images).
+Ablations (paper Table 4): ``flip=false`` drops the three flip terms, ``E = {e_{x_t}, e_{x_hat}}``.
+"W/o forward pass" has two readings and the paper does not say which it ran:
+
+- ``forward_term=false``: the noisy images are not *compared*,
+  ``E = {e_{x_hat}, e_{x^f}, e_{x_hat^f}}``, but the reconstructions still start from the
+  forward-noised images;
+- ``forward_term=false, reconstruct_from=clean``: there is no forward noising at all; the reverse
+  process (the same sampler, from model time ``t``) starts from the clean image and its flip, and
+  ``E`` is the same three terms. With the official sampler (``eta = 1``) the reconstructions still
+  differ between repeats; ``reconstruct_from=clean`` with ``forward_term=true`` is an error
+  (there are no noisy images to compare).
 
 Conventions:
 
@@ -23,15 +31,16 @@ Conventions:
   differ). Every image goes to the FR model as ``fr_model.to_input_space((y + 1) / 2)``; noisy
   images are *not* clamped (the official code does not clamp them), reconstructions are within
   ``[-1, 1]`` already (x0 clamp). The FR model is a black box under ``torch.inference_mode``.
-- Per-sample seeds: sample ``i``'s noise (forward noise first, then one draw per reverse step, each
-  of shape ``(chains, 3, H, W)``) comes from a ``torch.Generator`` on the device seeded with
+- Per-sample seeds: sample ``i``'s noise (forward noise first -- none with
+  ``reconstruct_from=clean`` --, then one draw per reverse step, each of shape
+  ``(chains, 3, H, W)``) comes from a ``torch.Generator`` on the device seeded with
   ``batch.seeds[i]``, so scores do not depend on batch size, order or chunking.
 - Across devices the scores are *not* equal draw for draw: the generator lives on the device (so
   the GPU does not wait for CPU-drawn noise), and CPU and CUDA generators give different streams
-  for one seed. A CUDA run is therefore like a CPU run with another run seed; on the embedded
-  benchmark that moved single qualities by a median of 4e-4 (99th percentile 0.017, quality
-  spread across images 0.085) and pAUC@0.3 by at most 0.001 (``benchmarks/diffiqa.md`` §5).
-  Thread counts do not change CPU scores.
+  for one seed. A CUDA run is therefore expected to differ from a CPU run like a run with another
+  run seed does (how much that is on the embedded benchmark: ``benchmarks/diffiqa.md`` §5); the
+  CPU-versus-GPU difference itself has **not been measured** (no GPU run yet). On one CPU, 1 and
+  2 torch threads agree to 1e-6 (float rounding; ``tests/plugins/test_diffiqa.py``).
 - Batching: the ``2 n`` chains of a group of samples go through the UNet together; groups are cut
   at sample boundaries so that a UNet call holds at most ``batch_images`` images (default 64, the
   official inference batch: 64 // 20 = 3 images of 20 chains).
@@ -130,6 +139,13 @@ class DifFIQA:
             raise ConfigError(f"diffiqa: option sampler={self.sampler!r}: expected one of {', '.join(SAMPLERS)}")
         self.flip = bool(options.get("flip", True))
         self.forward_term = bool(options.get("forward_term", True))
+        self.reconstruct_from = str(options.get("reconstruct_from", "noisy"))
+        if self.reconstruct_from not in ("noisy", "clean"):
+            raise ConfigError(f"diffiqa: option reconstruct_from={self.reconstruct_from!r}: expected noisy or clean")
+        if self.reconstruct_from == "clean" and self.forward_term:
+            raise ConfigError(
+                "diffiqa: reconstruct_from=clean has no noisy images to compare: set forward_term=false"
+            )
         self.precision = str(options.get("precision", "fp32"))
         if self.precision not in ("fp32", "bf16"):
             raise ConfigError(f"diffiqa: option precision={self.precision!r}: expected fp32 or bf16")
@@ -227,8 +243,11 @@ class DifFIQA:
                 [torch.randn((chains, c, h, w), generator=g, device=self.device, dtype=torch.float32) for g in gens]
             )
 
-        time = torch.full((b * chains,), self.t, device=self.device, dtype=torch.long)
-        x_t = self.schedule.q_sample(start, time, noise())
+        if self.reconstruct_from == "clean":  # second reading of Table 4 "w/o forward pass": no noising
+            x_t = start
+        else:
+            time = torch.full((b * chains,), self.t, device=self.device, dtype=torch.long)
+            x_t = self.schedule.q_sample(start, time, noise())
         x_hat = reverse(x_t, self.t, denoise=self._denoise, schedule=self.schedule, noise=noise, sampler=self.sampler)
         # one FR call: originals, flips, noisy (only when Eq. 7 compares them), reconstructed
         inputs = [x] + ([x_flip] if self.flip else []) + ([x_t] if self.forward_term else []) + [x_hat]

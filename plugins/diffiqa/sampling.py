@@ -1,6 +1,8 @@
 """The reverse (denoising) procedures of DifFIQA.
 
-Two samplers, both starting from the forward-noised image ``x_t`` (paper §3.4, Fig. 2):
+Two samplers, both starting from the image they are given at schedule index ``t``: the
+forward-noised ``x_t`` (paper §3.4, Fig. 2), or the clean image itself with the method's
+``reconstruct_from=clean`` (the second reading of Table 4 "w/o forward pass"):
 
 - ``official`` (the default): what the released code runs, ``GaussianDiffusion.ddim_sample_at_t``
   (``diffiqa/diffusion_base/diff_gauss.py`` L156-190, called from ``diffiqa/inference.py``
@@ -10,10 +12,20 @@ Two samplers, both starting from the forward-noised image ``x_t`` (paper §3.4, 
   ``t = 5`` -- clamps every ``x0`` prediction to ``[-1, 1]``, recomputes ``eps_hat`` from the
   clamped prediction and takes a stochastic DDIM step with ``eta = 1``. It returns the last
   (clamped) ``x0`` prediction, made at model time 0.
-- ``paper``: the ancestral DDPM reverse process of the paper's Eq. 3-4 at ``tau = t, ..., 1``:
+- ``paper``: the ancestral DDPM reverse process of the paper's Eq. 3-4 (DDPM's Algorithm 2),
+  from ``x_t`` all the way to the clean image:
   ``x_{tau-1} = mu_tilde_tau(x_tau, x0_hat) + sigma_tau z`` with the clamped ``x0`` prediction,
-  the DDPM posterior mean and ``sigma_tau^2`` the posterior variance; as in DDPM's Algorithm 2,
-  ``z = 0`` at the last step (``tau = 1``). It returns ``x_0``: ``t`` network calls.
+  the DDPM posterior mean and ``sigma_tau^2`` the posterior variance. Eq. 3-4 are written in
+  DDPM's 1-based time (``x_0`` is the clean image, steps ``t = T, ..., 1``); the official
+  schedule is 0-based (``alphas_cumprod[k]`` already holds ``k + 1`` noising steps, research
+  note ``diffiqa.md`` §1.2), so schedule index ``k`` is the paper's time ``k + 1`` and the clean
+  image sits *below* index 0. The chain therefore runs ``tau = t, ..., 0`` (``t + 1`` network
+  calls, 6 at ``t = 5``, like the official sampler), as the upstream lucidrains ``p_sample_loop``
+  does (``reversed(range(0, T))``). Its last step, at ``tau = 0``, has
+  ``alphas_cumprod_prev[0] = 1``: posterior mean coefficients ``(1, 0)`` and variance 0, so it
+  returns the ``x0`` prediction made at model time 0 -- ``z = 0`` there, as Algorithm 2's last
+  step. (Version 1 stopped one step early, at ``tau = 1``, and returned the posterior mean at
+  index 0, about ``0.53 x0_hat + 0.47 x_1``: a still-noisy image, not ``x_0``.)
 
 Randomness never comes from the global RNG: every noise tensor is requested from a ``noise``
 callable, so the caller can draw each sample's noise from that sample's own generator.
@@ -96,11 +108,14 @@ def _official(x_t: torch.Tensor, t: int, denoise: Denoiser, schedule: DiffusionS
 
 def _paper(x_t: torch.Tensor, t: int, denoise: Denoiser, schedule: DiffusionSchedule, noise: NoiseSource) -> torch.Tensor:
     x = x_t
-    for tau in range(t, 0, -1):
+    for tau in range(t, -1, -1):  # 0-based schedule: tau = 0 is the step onto the clean image
         x0 = denoise(x, tau).clamp(-1.0, 1.0)
+        if tau == 0:
+            # q(x_clean | x_0-index, x0): coefficients (1, 0), variance 0 -> exactly x0_hat
+            return x0
         time = torch.full((x.shape[0],), tau, device=x.device, dtype=torch.long)
         mean, variance = schedule.q_posterior(x0, x, time)
-        x = mean + variance.sqrt() * noise() if tau > 1 else mean
+        x = mean + variance.sqrt() * noise()
     return x
 
 
@@ -115,8 +130,7 @@ def reverse(
 ) -> torch.Tensor:
     """Denoise ``x_t`` (noised to schedule index ``t``) with the chosen sampler; returns ``x_hat``.
 
-    The official sampler makes ``t + 1`` network calls and draws ``t`` noise tensors; the paper
-    sampler makes ``t`` calls and draws ``t - 1``.
+    Both samplers make ``t + 1`` network calls and draw ``t`` noise tensors.
     """
     if t < 1 or t >= schedule.num_timesteps:
         raise ConfigError(f"DifFIQA: t must be in 1..{schedule.num_timesteps - 1}, got {t}")

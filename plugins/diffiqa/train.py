@@ -19,14 +19,25 @@ Per optimizer step (research note ``diffiqa.md`` §3.1-3.4):
    warm-up ``1 - (1 + e)^(-2/3)`` capped at beta) updated after every optimizer step. The
    online weights are what inference uses; both are saved.
 
-Embedded-world deviations (stated): the degradation runs at ``degrade_scale`` x the training
-resolution with scaled kernels instead of 512 px, and, because it is still the slowest part,
-``pool_copies`` degraded copies per image are precomputed once (cached next to the output as a
-``.npy`` file) and one is drawn at random per use instead of degrading afresh every time. The
-flip is applied after degradation (the degradation's distribution is flip-symmetric).
-``pool_copies=0`` restores the official behaviour: every epoch degrades every image afresh, in
-``workers`` loader processes, streaming the images (a folder given by ``images`` is read from
-disk on demand, :mod:`.folder`), which is what a CelebA-sized run needs.
+Preprocessing (option ``preprocessing``; :mod:`.degrade` has the details):
+
+- ``official`` (the default for ``unet_config=official``): as ``DiffDataset`` does. The original
+  image (a folder's file as stored, or a registered dataset's image at its own size) is flipped
+  first (p = 0.5), the clean image is it resized to the DDPM size, the degraded image is
+  ``auto_degrade`` at 512 px (128 px result), resized to the DDPM size with antialiasing. The
+  training loop does not flip again.
+- ``embedded`` (the default for ``unet_config=embedded``; how the shipped weights were trained):
+  the images are resized to the DDPM size first, degraded at ``degrade_scale`` x that size (128 px
+  for 32 px) with blur kernels scaled by ``work_size / 512``, no final resize, and the flip is
+  drawn in the training loop after degradation, for the clean and the degraded image alike (the
+  degradation's distribution is flip-symmetric, but the draws differ from the official order).
+
+Both paths can hold ``pool_copies`` degraded copies per image, precomputed once (cached next to
+the output as ``.npy``/``.npz``) and drawn at random per use instead of degrading afresh every
+time (with ``official``, each copy carries its own flip). ``pool_copies=0`` restores the
+official behaviour: every epoch degrades every image afresh, in ``workers`` loader processes,
+streaming the images (a folder given by ``images`` is read from disk on demand, :mod:`.folder`),
+which is what a CelebA-sized run needs.
 
 Checkpoints (``<output>.ckpt.safetensors``, every ``checkpoint_every`` steps and at the end)
 hold the online and EMA weights, Adam's state, the RNG state and the epoch permutation, so a run
@@ -53,12 +64,15 @@ from PIL import Image
 from fiqabench.errors import ConfigError
 
 from .checkpoint import save_weights
-from .degrade import degrade_lq
+from .degrade import OFFICIAL_WORK_SIZE, degrade_lq, official_training_pair, resize_antialiased
 from .folder import ArraySource, FolderSource, next_pair, pair_loader
 from .schedule import DiffusionSchedule
 from .unet import UNet, UNetConfig
 
-__all__ = ["EMA", "build_degraded_pool", "mix_degraded", "train", "train_on_images", "training_loss"]
+__all__ = [
+    "EMA", "build_degraded_pool", "build_official_pool", "mix_degraded", "resolve_preprocessing", "train",
+    "train_on_images", "training_loss",
+]
 
 #: Mixing horizon T' of Eq. 6 (``train_config.yaml`` L14) and the training time bound (L11).
 MIX_HORIZON = 100
@@ -78,6 +92,7 @@ _RESUME_KEYS = (
     "pool_copies",
     "degrade_scale",
     "max_images",
+    "preprocessing",
 )
 
 
@@ -201,6 +216,66 @@ def build_degraded_pool(
     return pool
 
 
+def resolve_preprocessing(preprocessing: str, unet_config: str) -> str:
+    """``auto`` -> ``official`` for the official UNet, ``embedded`` otherwise."""
+    if preprocessing == "auto":
+        return "official" if unet_config == "official" else "embedded"
+    if preprocessing not in ("official", "embedded"):
+        raise ConfigError(f"diffiqa-ddpm: option preprocessing={preprocessing!r}: expected auto, official or embedded")
+    return preprocessing
+
+
+def build_official_pool(
+    source: Any,
+    *,
+    copies: int,
+    seed: int,
+    size: int,
+    cache: Path | None = None,
+    progress: Callable[[int, str], Any] | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Official-preprocessing pool: ``clean`` uint8 ``(N, 2, size, size, 3)`` (unflipped, flipped),
+    ``degraded`` uint8 ``(N, copies, size, size, 3)`` and ``flips`` bool ``(N, copies)``.
+
+    Copy ``j`` of image ``i`` is :func:`~.degrade.official_training_pair` of the original with
+    ``numpy.random.default_rng([seed, i, j])`` (the flip is its first draw). ``source[i]`` gives
+    the original image (any size). Cached at ``cache`` (``.npz``, read without pickle).
+    """
+    n = len(source)
+    if cache is not None and cache.is_file():
+        with np.load(cache, allow_pickle=False) as data:
+            if data["degraded"].shape == (n, copies, size, size, 3):
+                return data["clean"], data["degraded"], data["flips"]
+    clean = np.empty((n, 2, size, size, 3), np.uint8)
+    degraded = np.empty((n, copies, size, size, 3), np.uint8)
+    flips = np.zeros((n, copies), bool)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    bar = progress(n, "degrading") if progress is not None else None
+    try:
+        for i in range(n):
+            original = np.ascontiguousarray(source[i])
+            clean[i, 0] = resize_antialiased(original, size)
+            clean[i, 1] = resize_antialiased(np.ascontiguousarray(original[:, ::-1]), size)
+            for j in range(copies):
+                trace: dict = {}
+                _, degraded[i, j] = official_training_pair(original, np.random.default_rng([seed, i, j]), size=size,
+                                                           trace=trace)
+                flips[i, j] = trace["flipped"]
+            if bar is not None:
+                bar.update(1)
+    finally:
+        torch.set_num_threads(threads)
+        if bar is not None:
+            bar.close()
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_name(cache.name + ".tmp.npz")
+        np.savez(tmp, clean=clean, degraded=degraded, flips=flips)
+        tmp.replace(cache)
+    return clean, degraded, flips
+
+
 def _to_unit_range(batch: np.ndarray, device: torch.device) -> torch.Tensor:
     x = torch.from_numpy(np.ascontiguousarray(batch)).to(device).permute(0, 3, 1, 2).float()
     return x / 127.5 - 1.0
@@ -310,23 +385,29 @@ def train_on_images(
     config = UNetConfig.named(str(opts["unet_config"]))
     steps, batch_size, seed = int(opts["steps"]), int(opts["batch_size"]), int(opts["seed"])
     copies = int(opts["pool_copies"])
-    work_size = int(opts["degrade_scale"]) * config.image_size
+    opts["preprocessing"] = resolve_preprocessing(str(opts["preprocessing"]), str(opts["unet_config"]))
+    official = opts["preprocessing"] == "official"
+    size = config.image_size
+    work_size = OFFICIAL_WORK_SIZE if official else int(opts["degrade_scale"]) * size
     limit = int(opts["max_images"])
     if isinstance(images, FolderSource):
         opts["dataset"] = None  # the folder replaces the registered dataset (recorded as its digest)
-        if images.size != config.image_size:
-            raise ConfigError(f"diffiqa-ddpm: folder source reads {images.size} px, the UNet needs {config.image_size}")
+        if images.size != size and not official:
+            raise ConfigError(f"diffiqa-ddpm: folder source reads {images.size} px, the UNet needs {size}")
         if limit > 0:
             images.files = images.files[:limit]
         dataset_digest = dataset_digest or images.digest()
-        if copies > 0:  # the in-memory pool needs the images in memory too
+        if official:  # the official path degrades the original, not the resized image
+            images = images.at_original_size()
+        elif copies > 0:  # the in-memory pool needs the images in memory too
             images = np.stack([images[i] for i in range(len(images))])
     else:
         if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8 or len(images) == 0:
             raise ConfigError(f"diffiqa-ddpm: expected uint8 images (N, H, W, 3), got {images.dtype} {images.shape}")
         if limit > 0:
             images = images[:limit]
-        images = _resize_images(images, config.image_size)
+        if not official:
+            images = _resize_images(images, size)
     n = len(images)
     streaming = copies == 0
 
@@ -339,8 +420,16 @@ def train_on_images(
         "seed": seed,
         "work_size": work_size,
     }
+    if official:  # (only then: the embedded pool's cache key stays what it was)
+        pool_key.update(preprocessing="official", size=size)
     t_pool = time.perf_counter()
-    if not streaming:
+    if not streaming and official:
+        source_for_pool = images if isinstance(images, FolderSource) else ArraySource(images)
+        clean_pool, pool, flip_pool = build_official_pool(
+            source_for_pool, copies=copies, seed=seed, size=size,
+            cache=_pool_cache_path(output, pool_key).with_suffix(".npz"), progress=progress,
+        )
+    elif not streaming:
         assert isinstance(images, np.ndarray)
         pool = build_degraded_pool(
             images, copies=copies, seed=seed, work_size=work_size, cache=_pool_cache_path(output, pool_key),
@@ -363,6 +452,8 @@ def train_on_images(
     resume_opts = {key: opts[key] for key in _RESUME_KEYS}
     if ckpt.is_file():
         loaded, perm = _load_checkpoint(ckpt, model=model, ema=ema, optimizer=optimizer, gen=gen)
+        if isinstance(loaded.get("options"), dict):  # checkpoints of trainer version 1 had no such option
+            loaded["options"].setdefault("preprocessing", "embedded")
         if loaded.get("options") != json.loads(json.dumps(resume_opts)):
             raise ConfigError(
                 f"{ckpt}: checkpoint was written with options {loaded.get('options')}, not {resume_opts};"
@@ -374,7 +465,12 @@ def train_on_images(
     if streaming:
         source = images if isinstance(images, FolderSource) else ArraySource(images)
         batches = iter(pair_loader(source, batch_size=batch_size, seed=seed, work_size=work_size,
-                                   start_step=int(state["step"]), steps=steps, workers=int(opts["workers"])))
+                                   start_step=int(state["step"]), steps=steps, workers=int(opts["workers"]),
+                                   official_size=size if official else None))
+    elif official:
+        clean_t = torch.from_numpy(clean_pool)
+        flips_t = torch.from_numpy(flip_pool.astype(np.int64))
+        pool_t = torch.from_numpy(pool)
     else:
         images_t = torch.from_numpy(images)
         pool_t = torch.from_numpy(pool)
@@ -411,16 +507,21 @@ def train_on_images(
                     need -= take
                 idx = torch.cat(idx_parts)
                 which = torch.randint(copies, (batch_size,), generator=gen)
-                clean, degraded = images_t[idx], pool_t[idx, which]
-            flip = torch.rand(batch_size, generator=gen) < 0.5
+                if official:  # each copy was degraded from a (maybe) flipped original: its clean twin
+                    clean, degraded = clean_t[idx, flips_t[idx, which]], pool_t[idx, which]
+                else:
+                    clean, degraded = images_t[idx], pool_t[idx, which]
+            # embedded preprocessing flips here, after degradation; official pairs come flipped
+            flip = None if official else torch.rand(batch_size, generator=gen) < 0.5
             t_cpu = torch.randint(TIME_BOUND[0], TIME_BOUND[1], (batch_size,), generator=gen)
             noise = torch.randn((batch_size, 3, config.image_size, config.image_size), generator=gen)
 
             hq = _to_unit_range(clean.numpy(), device)
             lq = _to_unit_range(degraded.numpy(), device)
-            flip_d = flip.to(device)[:, None, None, None]
-            hq = torch.where(flip_d, hq.flip(-1), hq)
-            lq = torch.where(flip_d, lq.flip(-1), lq)
+            if flip is not None:
+                flip_d = flip.to(device)[:, None, None, None]
+                hq = torch.where(flip_d, hq.flip(-1), hq)
+                lq = torch.where(flip_d, lq.flip(-1), lq)
             hq = hq.contiguous(memory_format=torch.channels_last)
             lq = lq.contiguous(memory_format=torch.channels_last)
             loss = training_loss(model, schedule, hq, lq, t_cpu.to(device), noise.to(device))
