@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from fiqabench import hookimpl
-from fiqabench.api import Option, parse_bool
+from fiqabench.api import Option
+from fiqabench.options import boolean, integer, number
 
 __all__ = ["METHOD_OPTIONS", "TRAINER_OPTIONS", "VERSION"]
 
@@ -28,32 +29,12 @@ _HERE = Path(__file__).resolve().parent
 _SHIPPED = _HERE / "weights" / "diffiqa-ddpm-embedded.safetensors"
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise ValueError(f"expected a positive integer, got {text!r}")
-    return value
-
-
-def _timestep(text: str) -> int:
-    value = int(text)
-    if not 1 <= value <= 999:
-        raise ValueError(f"expected a timestep in 1..999, got {text!r}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise ValueError(f"expected an integer >= 0, got {text!r}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise ValueError(f"expected a positive number, got {text!r}")
-    return value
+# Shared parsers check command-line strings and typed values alike, so the method and the trainer
+# trust their resolved options (fiqabench.options.resolve) and check nothing twice.
+_positive_int = integer(min=1)
+_timestep = integer(min=1, max=999)
+_non_negative_int = integer(min=0)
+_positive_float = number(min=0.0, min_inclusive=False)
 
 
 METHOD_OPTIONS: dict[str, Option] = {
@@ -66,12 +47,12 @@ METHOD_OPTIONS: dict[str, Option] = {
         str,
         choices=("official", "paper"),
     ),
-    "flip": Option(True, "use the horizontally flipped image (paper §3.5; Table 4 'w/o flip')", parse_bool),
+    "flip": Option(True, "use the horizontally flipped image (paper §3.5; Table 4 'w/o flip')", boolean),
     "forward_term": Option(
         True,
         "compare with the noisy images x_t (false: E = {x_hat, x^f, x_hat^f}, the first reading of Table 4"
         " 'w/o forward pass')",
-        parse_bool,
+        boolean,
     ),
     "reconstruct_from": Option(
         "noisy",
@@ -85,12 +66,12 @@ METHOD_OPTIONS: dict[str, Option] = {
         "DDPM weights: our .safetensors or the official checkpoint (.pt); default: the shipped embedded file",
         is_path=True,
     ),
-    "ema": Option(False, "use the EMA weights instead of the online ones (the official code uses online)", parse_bool),
+    "ema": Option(False, "use the EMA weights instead of the online ones (the official code uses online)", boolean),
     "unet_config": Option(
         "embedded", "UNet architecture the weights must have", str, choices=("embedded", "official")
     ),
     "precision": Option("fp32", "fp32, or bf16 autocast for the UNet and FR passes", str, choices=("fp32", "bf16")),
-    "compile": Option(False, "torch.compile the UNet", parse_bool, affects_result=False),
+    "compile": Option(False, "torch.compile the UNet", boolean, affects_result=False),
     "batch_images": Option(
         64, "at most this many images per UNet call (whole samples: 64 // 2n per group)", _positive_int,
         affects_result=False,

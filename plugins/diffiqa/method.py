@@ -60,9 +60,10 @@ import torch.nn.functional as F
 from fiqabench.api import FaceRecognitionModel, SampleBatch
 from fiqabench.errors import ConfigError, MissingArtifactError
 from fiqabench.fr import file_digest, rgb_uint8_to_unit
+from fiqabench.options import resolve
 
 from .checkpoint import load_weights
-from .sampling import SAMPLERS, reverse
+from .sampling import reverse
 from .schedule import DiffusionSchedule
 from .unet import UNet, UNetConfig
 
@@ -113,45 +114,27 @@ def eq7_quality(
     return total / len(terms)
 
 
-def _positive(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer, str)):
-        raise ConfigError(f"diffiqa: option {name} must be a positive integer, got {value!r}")
-    try:
-        number = int(value)
-    except ValueError:
-        raise ConfigError(f"diffiqa: option {name} must be a positive integer, got {value!r}") from None
-    if number < 1:
-        raise ConfigError(f"diffiqa: option {name} must be a positive integer, got {value!r}")
-    return number
-
-
 class DifFIQA:
     """DifFIQA (paper §3.4-3.5): build with :func:`factory`, then call :meth:`score`."""
 
     def __init__(self, *, options: Mapping[str, Any], device: torch.device | str = "cpu", unet: UNet | None = None) -> None:
+        from . import METHOD_OPTIONS
+
+        # defaults filled in and every value checked once, by the parsers declared with the options
+        given = {key: value for key, value in options.items() if key != "quality_fr_model"}  # the core's option
+        options = resolve(METHOD_OPTIONS, given, name="diffiqa", kind="FIQA method")
         self.device = torch.device(device)
-        self.n = _positive("n", options.get("n", 10))
-        self.t = _positive("t", options.get("t", 5))
-        if self.t >= 1000:
-            raise ConfigError(f"diffiqa: option t must be in 1..999, got {self.t}")
-        self.sampler = str(options.get("sampler", "official"))
-        if self.sampler not in SAMPLERS:
-            raise ConfigError(f"diffiqa: option sampler={self.sampler!r}: expected one of {', '.join(SAMPLERS)}")
-        self.flip = bool(options.get("flip", True))
-        self.forward_term = bool(options.get("forward_term", True))
-        self.reconstruct_from = str(options.get("reconstruct_from", "noisy"))
-        if self.reconstruct_from not in ("noisy", "clean"):
-            raise ConfigError(f"diffiqa: option reconstruct_from={self.reconstruct_from!r}: expected noisy or clean")
+        self.n, self.t = int(options["n"]), int(options["t"])
+        self.sampler = str(options["sampler"])
+        self.flip, self.forward_term = bool(options["flip"]), bool(options["forward_term"])
+        self.reconstruct_from = str(options["reconstruct_from"])
         if self.reconstruct_from == "clean" and self.forward_term:
             raise ConfigError(
                 "diffiqa: reconstruct_from=clean has no noisy images to compare: set forward_term=false"
             )
-        self.precision = str(options.get("precision", "fp32"))
-        if self.precision not in ("fp32", "bf16"):
-            raise ConfigError(f"diffiqa: option precision={self.precision!r}: expected fp32 or bf16")
-        self.batch_images = _positive("batch_images", options.get("batch_images", 64))
-        threads = options.get("num_threads", 0) or 0
-        self.num_threads = 0 if threads == 0 else _positive("num_threads", threads)
+        self.precision = str(options["precision"])
+        self.batch_images = int(options["batch_images"])
+        self.num_threads = int(options["num_threads"])
         self.terms = terms_for(flip=self.flip, forward_term=self.forward_term)
         config_name = str(options.get("unet_config", "embedded"))
         expected = UNetConfig.named(config_name)
