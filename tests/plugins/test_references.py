@@ -61,7 +61,7 @@ def test_baselines_declare_what_they_need_without_importing_torch() -> None:
         "reg = Registry(get_plugin_manager(entry_points=False))\n"
         "for n in ('cr-fiqa', 'magface', 'ser-fiq', 'faceqan', 'sharpness', 'embedding-norm'):\n"
         "    e = reg.get('method', n)\n"
-        "    print(n, e.metadata['needs_fr_model'], e.metadata['cost_ms_per_image'] > 0)\n"
+        "    print(n, e.fr_need(None), e.cost_ms_per_image > 0)\n"
         "print('torch' in sys.modules)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split("\n")
