@@ -252,6 +252,19 @@ class DatasetSpec(ComponentSpec):
     default_fr_model: str | None = None
     #: Part of ``fiqabench run`` without ``--datasets`` (the embedded benchmark).
     default: bool = False
+    #: Methods whose scores are not independent of this dataset, with the reason
+    #: (``{"ser-fiq": "XQLFW was built by selecting images with SER-FIQ"}``): their result rows
+    #: carry ``leakage`` and the tables mark them. A fact about how the dataset was made, so it is
+    #: declared at registration (listed without building anything), not read from the files.
+    leakage: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not isinstance(self.leakage, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, str) and k and v for k, v in self.leakage.items()
+        ):
+            raise _Invalid(f"leakage must map method names to reasons (strings), got {self.leakage!r}")
+        object.__setattr__(self, "leakage", dict(self.leakage))
 
 
 @dataclass(frozen=True, kw_only=True)
