@@ -324,6 +324,7 @@ def results_frame(results: Mapping[str, Any] | Results) -> pd.DataFrame:
             raw = pauc_raw.get(limit_key(limit)) if isinstance(pauc_raw, Mapping) else None
             record[f"pauc_raw_{limit_key(limit)}"] = raw
         record["pauc_null_reason"] = row.pauc_null_reason
+        record["leakage"] = data.get("leakage")
         record["n_failures"] = data.get("n_failures")
         record["runtime_ms_mean"] = runtime.get("mean")
         record["runtime_ms_std"] = runtime.get("std")
@@ -347,6 +348,7 @@ def results_frame(results: Mapping[str, Any] | Results) -> pd.DataFrame:
         *(f"pauc_{limit_key(limit)}" for limit in view.limits),
         *(f"pauc_raw_{limit_key(limit)}" for limit in view.limits),
         "pauc_null_reason",
+        "leakage",
         "n_failures",
         "runtime_ms_mean",
         "runtime_ms_std",

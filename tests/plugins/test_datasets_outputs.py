@@ -85,10 +85,13 @@ def test_ijbc_run_has_tar_at_far_template_ids_and_subject_source(tmp_path: Path,
 
 def test_xqlfw_marks_ser_fiq_as_leakage(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     L.make_xqlfw(tmp_path / "xqlfw")
-    doc, _ = _run(tmp_path, capsys, "xqlfw", tmp_path / "xqlfw", methods="ser-fiq,random")
+    doc, out = _run(tmp_path, capsys, "xqlfw", tmp_path / "xqlfw", methods="ser-fiq,random")
     leakage = {row["method"]: row["leakage"] for row in doc["results"]}
     assert leakage["random"] is None
     assert leakage["ser-fiq"] == "XQLFW was built by selecting images with SER-FIQ quality scores"
+    with open(out / "results.csv", newline="") as handle:
+        table = {row["method"]: row["leakage"] for row in csv.DictReader(handle)}
+    assert table == {"ser-fiq": leakage["ser-fiq"], "random": ""}
 
 
 def _stub_dlib(monkeypatch: pytest.MonkeyPatch, answers: dict[str, tuple[bool, int]]) -> list[tuple]:
