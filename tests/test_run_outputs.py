@@ -123,3 +123,17 @@ def test_dataset_leakage_registration_is_checked() -> None:
     assert spec.leakage == {"ser-fiq": "built with it"}
     with pytest.raises(_Invalid, match="leakage must map method names to reasons"):
         DatasetSpec(name="d", target="m:f", plugin="p", leakage={"ser-fiq": 1})
+
+
+def test_long_qualities_errors_name_file_line_and_field(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    (tmp_path / "C.csv").write_text("a,b,score,mated\nx,y,0.9,1\nx,z,0.1,0\ny,z,0.2,0\n")
+    for body, fragment in (
+        ("custom,,m,x,1\ncustom,,m,x,2\n", "Q.csv:3: sample: second quality of 'm' for sample 'x'"),
+        ("custom,,m,x,high\n", "Q.csv:2: quality: expected a number, got 'high'"),
+        ("custom,,,x,1\n", "Q.csv:2: method: empty method name"),
+    ):
+        (tmp_path / "Q.csv").write_text("dataset,fr_model,method,sample,quality\n" + body)
+        code, _, err = _cli(capsys, ["evaluate", "--comparisons", str(tmp_path / "C.csv"), "--qualities",
+                                     str(tmp_path / "Q.csv"), "--fmr", "0.5", "--output", str(tmp_path / "o")])
+        lines = err.strip().splitlines()
+        assert code == 2 and len(lines) == 1 and fragment in lines[0], err
