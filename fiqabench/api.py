@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 __all__ = [
     "Comparisons",
     "Dataset",
+    "DatasetWithDetails",
+    "DatasetWithFolds",
     "FaceRecognitionModel",
     "FIQAMethod",
     "FRCapabilities",
@@ -262,6 +264,29 @@ class Dataset(Protocol):
 
     def manifest_digest(self) -> str:
         """A digest of everything that defines the samples and protocol (for cache keys)."""
+        ...
+
+
+# Optional parts of a Dataset: the runner uses them when a dataset has them (checked with
+# isinstance), so they are separate Protocols rather than members every dataset must define.
+@runtime_checkable
+class DatasetWithFolds(Protocol):
+    """A pair protocol with verification folds (LFW's 10 folds): the results' FR sanity figures
+    then hold k-fold verification accuracy instead of TAR at FAR."""
+
+    def folds(self) -> np.ndarray | None:
+        """The fold index of each comparison (any integers), or None: no folds."""
+        ...
+
+
+@runtime_checkable
+class DatasetWithDetails(Protocol):
+    """A dataset that says how it was read, recorded in ``results.json`` under
+    ``components.datasets[name].details`` (alignment, where subjects came from, detection
+    failures...)."""
+
+    def details(self) -> Mapping[str, Any]:
+        """Plain JSON-able values (strings, numbers, lists, dicts), known once the dataset is built."""
         ...
 
 

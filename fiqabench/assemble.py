@@ -7,13 +7,24 @@ uses too.
 
 from __future__ import annotations
 
+import functools
+import json
 from typing import Any
 
 import numpy as np
 
+from fiqabench.api import DatasetWithDetails, DatasetWithFolds
 from fiqabench.cache import Cache
-from fiqabench.evaluation import ProtocolScores, apply_failure_policy, oriented, result_row, template_quality
+from fiqabench.evaluation import (
+    ProtocolScores,
+    apply_failure_policy,
+    fr_sanity,
+    oriented,
+    result_row,
+    template_quality,
+)
 from fiqabench.metrics.runtime import runtime_stats
+from fiqabench.outputs import SavedComparisons
 from fiqabench.plan import Component, Plan
 from fiqabench.results import make_document
 from fiqabench.tasks import Task, Workspace
@@ -21,19 +32,26 @@ from fiqabench.tasks import Task, Workspace
 
 def assemble(plan: Plan, tasks: list[Task], config: Any, registry: Any, workspace: Workspace,
              cache: Cache) -> dict[str, Any]:
-    """``{"document": results document, "qualities": rows of qualities.csv}``."""
+    """``{"document": results document, "qualities": rows of qualities.csv, "comparisons": what
+    comparisons.csv holds (``config.save_comparisons``; scores read from the cache when written),
+    else None}``."""
     labels = {f"{e.kind}:{e.name}": e.label for kind in ("dataset", "fr_model", "method")
               for e in registry.entries(kind)}
     rows: list[dict[str, Any]] = []
     protocols: list[dict[str, Any]] = []
     qualities_csv: list[tuple[str, str, str, str, float]] = []
     components: dict[str, dict[str, Any]] = {"datasets": {}, "fr_models": {}, "methods": {}}
+    saved: list[SavedComparisons] | None = [] if getattr(config, "save_comparisons", False) else None
     keyed = _TaskIndex(tasks)
     for dplan in plan.datasets:
         _record(components["datasets"], dplan.component)
         dataset_name = dplan.component.name
         dataset = workspace.get(dplan.component.ref())
+        if isinstance(dataset, DatasetWithDetails):
+            components["datasets"][dataset_name]["details"] = _plain(dataset.details())
         samples, comparisons, templates = dataset.samples(), dataset.comparisons(), dataset.templates()
+        folds = dataset.folds() if isinstance(dataset, DatasetWithFolds) else None
+        leakage = dplan.component.entry.leakage
         protocol_by_fr: dict[str, ProtocolScores] = {}
         for fr in dplan.fr_models:
             _record(components["fr_models"], fr)
@@ -47,7 +65,15 @@ def assemble(plan: Plan, tasks: list[Task], config: Any, registry: Any, workspac
                 "dataset": dataset_name, "fr_model": fr.name, "fmr": protocol.fmr, "threshold": protocol.threshold,
                 "n_mated": int(protocol.mated_scores.size), "n_non_mated": protocol.n_non_mated,
                 "template_pooling": compare.pooling,
+                "fr_sanity": fr_sanity(scores, comparisons.mated, folds),
             })
+            if saved is not None:
+                saved.append(SavedComparisons(
+                    dataset=dataset_name, fr_model=fr.name,
+                    ids=templates.ids if templates is not None else samples.ids,
+                    a=comparisons.a, b=comparisons.b, mated=comparisons.mated,
+                    read_scores=functools.partial(compare.entry(cache).read_array, "scores"),
+                ))
         for mplan in dplan.methods:
             method = mplan.component
             _record(components["methods"], method)
@@ -68,15 +94,31 @@ def assemble(plan: Plan, tasks: list[Task], config: Any, registry: Any, workspac
                 item_quality = template_quality(quality, templates.sample_template, len(templates.ids), rule)
             runtime = quality_runtime(data)
             for fr in dplan.fr_models:
-                rows.append(result_row(
+                row = result_row(
                     protocol_by_fr[fr.name], item_quality, [float(x) for x in config.discard_limits],
                     dataset=dataset_name, fr_model=fr.name, method=method.name, labels=labels,
                     method_version=method.entry.version, quality_fr_model=quality_fr_name,
                     n_failures=n_failures, runtime=runtime, sample_quality=quality, template_quality_rule=rule,
-                ))
+                )
+                row["leakage"] = leakage.get(method.name)
+                rows.append(row)
     document = make_document(config=config.to_dict(), results=rows, components=components, protocols=protocols,
                              device=config.device)
-    return {"document": document, "qualities": qualities_csv}
+    return {"document": document, "qualities": qualities_csv, "comparisons": saved}
+
+
+def _plain(details: Any) -> dict[str, Any]:
+    """A dataset's ``details()`` as plain JSON values (numpy scalars and paths become numbers and
+    strings), so a plugin's choice of types never breaks ``results.json``."""
+    return json.loads(json.dumps(dict(details), default=_json_default))
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return str(value)
 
 
 class _TaskIndex:

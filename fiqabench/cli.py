@@ -76,6 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--allow-domain-mismatch", action="store_true", default=None,
                      help="run FR models on datasets outside their declared domain")
     run.add_argument("--formats", help="comma-separated report formats (default: all available)")
+    run.add_argument("--save-comparisons", action="store_true", default=None,
+                     help="also write comparisons.csv (a,b,score,mated,dataset,fr_model; what evaluate reads)")
     run.add_argument("--config", metavar="FILE.toml", help="settings file; flags override it")
     run.add_argument("--dry-run", action="store_true",
                      help="print the tasks with cached and missing shards and an estimate of the time left, then exit")
@@ -193,6 +195,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         "template_quality": args.template_quality,
         "allow_domain_mismatch": args.allow_domain_mismatch,
         "formats": split_names(args.formats),
+        "save_comparisons": args.save_comparisons,
         "executor": args.executor,
         "devices": split_names(args.devices),
         "ray_address": args.ray_address,
@@ -244,9 +247,33 @@ def _print_summary(document: dict[str, Any], out_dir: Path, n_files: int, quiet:
             f"{row['dataset']:<16} {row['fr_model']:<20} {row['method']:<14} "
             f"FNMR(0)={row['fnmr_at_zero']:.4f}  {paucs}{runtime}"
         )
+    lines += [f"FR sanity {line}" for line in sanity_lines(document.get("protocols") or [])]
     if not quiet:
         print("\n".join(lines))
     print(f"wrote {n_files} files to {out_dir}")
+
+
+def sanity_lines(protocols: Sequence[dict[str, Any]]) -> list[str]:
+    """One line per dataset x FR model: its FR sanity figure (``protocols[].fr_sanity``)."""
+    from fiqabench.results import fmr_text
+
+    lines = []
+    for protocol in protocols:
+        sanity = protocol.get("fr_sanity")
+        if not sanity:
+            continue
+        if sanity.get("kfold_accuracy"):
+            acc = sanity["kfold_accuracy"]
+            text = f"{acc['n_folds']}-fold accuracy {100 * acc['accuracy']:.2f} % ± {100 * acc['std']:.2f}"
+        elif sanity.get("tar_at_far"):
+            text = "  ".join(
+                f"TAR@FAR={fmr_text(t['far'])} {100 * t['tar']:.2f} %" + ("" if t["resolved"] else " (FAR unresolved)")
+                for t in sanity["tar_at_far"]
+            )
+        else:
+            text = f"n/a ({sanity.get('note')})"
+        lines.append(f"{protocol['dataset']:<16} {protocol['fr_model']:<20} {text}")
+    return lines
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:

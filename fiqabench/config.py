@@ -58,6 +58,8 @@ class RunConfig:
     allow_domain_mismatch: bool = False
     template_quality: str | None = None
     formats: list[str] | None = None
+    #: write ``comparisons.csv`` (every comparison score, the columns ``evaluate`` reads)
+    save_comparisons: bool = False
     #: ``local`` (this host) or ``ray``; ``devices``: one worker per device (default: ``device``)
     executor: str = "local"
     devices: list[str] | None = None
@@ -139,8 +141,8 @@ _TOML_TYPES: dict[str, str] = {
     "methods": "names", "datasets": "names", "fr_models": "names", "formats": "names",
     "output": "str", "cache_dir": "str", "device": "str", "on_failure": "str", "template_quality": "str",
     "fmr": "number", "discard_limits": "numbers", "batch_size": "int", "seed": "int",
-    "allow_domain_mismatch": "bool", "executor": "str", "devices": "names", "ray_address": "str",
-    "data_root": "str",
+    "allow_domain_mismatch": "bool", "save_comparisons": "bool", "executor": "str", "devices": "names",
+    "ray_address": "str", "data_root": "str",
     "method_options": "options", "dataset_options": "options", "fr_options": "options",
 }
 

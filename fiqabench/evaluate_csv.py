@@ -22,6 +22,7 @@ from fiqabench.errors import InputFormatError, MetricInputError
 from fiqabench.evaluation import (
     ProtocolScores,
     apply_failure_policy,
+    fr_sanity,
     result_row,
 )
 from fiqabench.results import make_document
@@ -100,8 +101,17 @@ def _float(path: Path, line: int, field: str, text: str | None, allow_empty: boo
 
 
 def read_qualities(path: Path) -> tuple[list[str], dict[tuple[str, str], dict[str, float]]]:
-    """Method names and ``(dataset, sample) -> {method: quality}`` (NaN for empty cells)."""
+    """Method names and ``(dataset, sample) -> {method: quality}`` (NaN for empty cells).
+
+    Two layouts: wide (``sample[,dataset]`` + one column per method) or the long ``qualities.csv``
+    that ``fiqabench run`` writes (``dataset,fr_model,method,sample,quality``; recognised by its
+    ``method`` and ``quality`` columns). In the long layout a method has no entry for the samples
+    of a dataset it did not score (it is then not evaluated there).
+    """
     reader, handle = _reader(path)
+    if {"method", "quality"} <= set(reader.fieldnames or []):
+        with handle:
+            return _read_long_qualities(path, reader)
     with handle:
         _require_columns(path, reader, ["sample"])
         methods = [c for c in reader.fieldnames or [] if c not in ("sample", "dataset")]
@@ -121,6 +131,30 @@ def read_qualities(path: Path) -> tuple[list[str], dict[tuple[str, str], dict[st
     if not table:
         raise InputFormatError(path, None, None, "no rows")
     return methods, table
+
+
+def _read_long_qualities(path: Path, reader: csv.DictReader) -> tuple[list[str], dict[tuple[str, str], dict[str, float]]]:
+    """The long layout of :func:`read_qualities` (a run's ``qualities.csv``)."""
+    _require_columns(path, reader, ["sample", "method", "quality"])
+    methods: dict[str, None] = {}
+    table: dict[tuple[str, str], dict[str, float]] = {}
+    for line, row in _rows(path, reader):
+        sample = (row.get("sample") or "").strip()
+        method = (row.get("method") or "").strip()
+        if not sample:
+            raise InputFormatError(path, line, "sample", "empty sample id")
+        if not method:
+            raise InputFormatError(path, line, "method", "empty method name")
+        dataset = (row.get("dataset") or DEFAULT_NAME).strip() or DEFAULT_NAME
+        scores = table.setdefault((dataset, sample), {})
+        if method in scores:
+            raise InputFormatError(path, line, "sample", f"second quality of {method!r} for sample {sample!r}")
+        # Empty cells are failures (NaN); a run writes failed samples as -inf (ranked lowest).
+        scores[method] = _float(path, line, "quality", row.get("quality"), allow_empty=True)
+        methods.setdefault(method)
+    if not table:
+        raise InputFormatError(path, None, None, "no rows")
+    return list(methods), table
 
 
 def read_comparisons(path: Path, distance: bool) -> dict[tuple[str, str], dict[str, list[Any]]]:
@@ -203,9 +237,13 @@ def evaluate_files(
         except MetricInputError as exc:  # e.g. too few non-mated comparisons for this FMR
             raise InputFormatError(comparisons, None, None, f"dataset {dataset!r}, FR model {fr_model!r}: {exc}") from exc
         protocols.append({"dataset": dataset, "fr_model": fr_model, "fmr": fmr, "threshold": protocol.threshold,
-                          "n_mated": int(mated.sum()), "n_non_mated": protocol.n_non_mated})
+                          "n_mated": int(mated.sum()), "n_non_mated": protocol.n_non_mated,
+                          "fr_sanity": fr_sanity(scores, mated)})
         for method in methods:
-            quality = np.array([quality_table[(quality_dataset, s)][method] for s in ids])
+            values = [quality_table[(quality_dataset, s)].get(method) for s in ids]
+            if all(v is None for v in values):
+                continue  # long layout: this method did not score this dataset
+            quality = np.array([math.nan if v is None else v for v in values])
             if method in lower_is_better:
                 quality = -quality
             quality, n_failures = apply_failure_policy(
@@ -216,6 +254,7 @@ def evaluate_files(
                 method_version=None, quality_fr_model=None, n_failures=n_failures, runtime=None,
                 sample_quality=quality,
             )
+            row["leakage"] = None  # unknown here: no registered dataset
             rows.append(row)
     config = {
         "command": "evaluate",

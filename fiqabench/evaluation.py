@@ -17,6 +17,8 @@ from fiqabench.metrics import EDCCurve, edc, fmr_threshold, pair_quality, pauc
 from fiqabench.results import limit_key
 
 HISTOGRAM_BINS = 50
+#: FARs of the FR sanity figure for protocols without folds (IJB-B/C report TAR at these).
+SANITY_FARS = (1e-4, 1e-5)
 
 
 @dataclass(frozen=True)
@@ -212,3 +214,28 @@ def result_row(
     row["runtime_ms_per_image"] = dict(runtime) if runtime is not None else None
     row["quality_histogram"] = quality_histogram(sample_quality)
     return row
+
+
+def fr_sanity(scores: np.ndarray, mated: np.ndarray, folds: np.ndarray | None = None) -> dict[str, Any]:
+    """FR sanity figures of one dataset x FR model from its comparison scores (no recomputation):
+    10-fold verification accuracy when the protocol has folds (LFW and its relatives), else TAR
+    at FAR 1e-4 and 1e-5 (IJB-B/C, pair lists without folds); see
+    :mod:`fiqabench.metrics.verification`. A figure that cannot be computed is null with a
+    ``note`` (never an error: these figures check the FR model, they are not the benchmark).
+
+    >>> r = fr_sanity(np.array([0.9, 0.4, 0.6, 0.5]), np.array([1, 0, 1, 0]), folds=np.array([0, 0, 1, 1]))
+    >>> r["kfold_accuracy"]["accuracy"], r["kfold_accuracy"]["n_folds"], r["tar_at_far"]
+    (0.75, 2, None)
+    """
+    from fiqabench.metrics.verification import kfold_accuracy, tar_at_far
+
+    out: dict[str, Any] = {"kfold_accuracy": None, "tar_at_far": None, "note": None}
+    try:
+        if folds is not None:
+            accuracy = kfold_accuracy(scores, mated, folds)
+            out["kfold_accuracy"] = {**accuracy.as_dict(), "n_folds": len(accuracy.fold_accuracy)}
+        else:
+            out["tar_at_far"] = [t.as_dict() for t in tar_at_far(scores, mated, SANITY_FARS)]
+    except MetricInputError as exc:
+        out["note"] = str(exc)
+    return out

@@ -271,6 +271,11 @@ class DatasetSpec(ComponentSpec):
     #: The dataset's usual folder name under ``--data-root DIR``: when its ``root`` option is not
     #: given, the plan sets it to ``DIR/<data_root_folder>``. None: not found under a data root.
     data_root_folder: str | None = None
+    #: Methods whose scores are not independent of this dataset, with the reason
+    #: (``{"ser-fiq": "XQLFW was built by selecting images with SER-FIQ"}``): their result rows
+    #: carry ``leakage`` and the tables mark them. A fact about how the dataset was made, so it is
+    #: declared at registration (listed without building anything), not read from the files.
+    leakage: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -286,6 +291,11 @@ class DatasetSpec(ComponentSpec):
                 raise _Invalid(f"data_root_folder must be a folder name, got {self.data_root_folder!r}")
             if "root" not in self.options:
                 raise _Invalid("data_root_folder needs a 'root' option to set")
+        if not isinstance(self.leakage, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, str) and k and v for k, v in self.leakage.items()
+        ):
+            raise _Invalid(f"leakage must map method names to reasons (strings), got {self.leakage!r}")
+        object.__setattr__(self, "leakage", dict(self.leakage))
 
     @property
     def default_fr_models(self) -> tuple[str, ...]:

@@ -31,7 +31,9 @@ __all__ = [
     "ERC_CONVENTION",
     "SCHEMA_VERSION",
     "STEP_CONVENTION",
+    "FRSanityRecord",
     "MethodKey",
+    "ProtocolRecord",
     "Results",
     "ResultsDocument",
     "ResultRow",
@@ -117,6 +119,61 @@ class ResultRow(TypedDict, total=False):
     runtime_ms_per_image: RuntimeRecord | None
     edc: EDCRecord
     quality_histogram: HistogramRecord | None
+    #: why this method's scores are not independent of this dataset (the dataset's registered
+    #: ``leakage``, e.g. SER-FIQ on XQLFW), else None; tables mark such cells with a dagger
+    leakage: str | None
+
+
+class KFoldAccuracyRecord(TypedDict):
+    """``fr_sanity.kfold_accuracy``: LFW-protocol verification accuracy (threshold chosen on the
+    other folds, :func:`fiqabench.metrics.verification.kfold_accuracy`)."""
+
+    #: mean and standard deviation over folds (fractions, not percent)
+    accuracy: float
+    std: float
+    n_folds: int
+    fold_accuracy: list[float]
+    #: the similarity threshold applied to each held-out fold
+    thresholds: list[float]
+
+
+class TarAtFarRecord(TypedDict):
+    """One entry of ``fr_sanity.tar_at_far`` (:func:`fiqabench.metrics.verification.tar_at_far`)."""
+
+    #: the target FAR, and the FAR the threshold achieves (never above the target)
+    far: float
+    achieved_far: float
+    tar: float
+    threshold: float
+    #: False when far x non-mated comparisons < 1: the target cannot be resolved, TAR is then at FAR 0
+    resolved: bool
+
+
+class FRSanityRecord(TypedDict):
+    """``protocols[].fr_sanity``: does the FR model work on this dataset at all (a wrong alignment
+    or colour order shows here first)? From the cached comparison scores."""
+
+    #: datasets with verification folds (LFW, CALFW, CPLFW, CFP, XQLFW, .bin files); else None
+    kfold_accuracy: KFoldAccuracyRecord | None
+    #: template protocols (IJB-B/C) and pair protocols without folds: FAR 1e-4 and 1e-5; else None
+    tar_at_far: list[TarAtFarRecord] | None
+    #: why a figure could not be computed (e.g. a single fold), else None
+    note: str | None
+
+
+class ProtocolRecord(TypedDict, total=False):
+    """One dataset x evaluation FR model."""
+
+    dataset: str
+    fr_model: str
+    fmr: float
+    #: similarity threshold at ``fmr`` from all non-mated scores
+    threshold: float
+    n_mated: int
+    n_non_mated: int
+    #: template protocols: the pooling switches (flip, norm_score, detector_score); else None (``run`` only)
+    template_pooling: dict[str, Any] | None
+    fr_sanity: FRSanityRecord
 
 
 class ResultsDocument(TypedDict):
@@ -130,10 +187,13 @@ class ResultsDocument(TypedDict):
     config: dict[str, Any]
     #: the EDC convention: curve, convention, pair_quality, interpolation, threshold
     metric: dict[str, Any]
-    #: ``{"datasets"|"fr_models"|"methods": {name: {version, options, fingerprint, plugin, distribution, reference}}}``
+    #: ``{"datasets"|"fr_models"|"methods": {name: {version, options, fingerprint, plugin, distribution, reference}}}``;
+    #: a dataset with ``details()`` (:class:`fiqabench.api.DatasetWithDetails`) adds ``details``:
+    #: how it was read (the real-benchmark readers: ``alignment``, ``subjects_source``,
+    #: ``detection`` with the images dlib found no face or several faces in)
     components: dict[str, Any]
-    #: one per dataset x evaluation FR model: dataset, fr_model, fmr, threshold, n_mated, n_non_mated, template_pooling
-    protocols: list[dict[str, Any]]
+    #: one per dataset x evaluation FR model
+    protocols: list[ProtocolRecord]
     results: list[ResultRow]
 
 

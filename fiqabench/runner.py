@@ -49,8 +49,10 @@ class Runner:
         return make_tasks(plan, self.config, self.workspace, self.cache)
 
     def run(self, plan: Plan) -> dict[str, Any]:
-        self.cache.ensure()
+        # Tasks first: making them builds (parses and checks) every dataset, so a malformed
+        # dataset stops the run before the cache folder is created or touched.
         tasks = self.tasks(plan)
+        self.cache.ensure()
         self.executor.run(tasks, self.cache, self.progress)
         return assemble(plan, tasks, self.config, self.registry, self.workspace, self.cache)
 

@@ -66,6 +66,9 @@ def _value_cell(table: PaucTable, key: MethodKey, column: str, rank: int | None)
     if state == "missing":
         return _MISSING
     text = f"{table.values.at[key, column]:.{DECIMALS}f}"
+    if (key, column) in table.leakage:
+        text = f"\\textbf{{{text}}}{_DAGGER}" if rank == 1 else text + _DAGGER
+        return text
     if column == AVG:
         if rank in RANK_COLOURS:
             text = f"\\textcolor{{{RANK_COLOURS[rank]}}}{{{text}}}"
@@ -87,6 +90,16 @@ def _footnotes(tables: list[PaucTable]) -> list[str]:
         notes.append("n/a: pAUC not defined. " + "; ".join(reasons) + ".")
     if any(t.state(key, d) == "missing" for t in tables for key in t.keys for d in t.datasets):
         notes.append(f"{_MISSING}: not evaluated.")
+    leaks = {
+        (t.method_labels[key], t.dataset_labels[dataset], reason)
+        for t in tables
+        for (key, dataset), reason in t.leakage.items()
+    }
+    for method, dataset, reason in sorted(leaks):
+        notes.append(
+            f"{_DAGGER}\\,Leakage: {escape_latex(method)} on {escape_latex(dataset)} is not an independent"
+            f" result: {escape_latex(reason)}."
+        )
     if any(t.linear for t in tables):
         notes.append(
             f"{_LINEAR}\\,Convention \\texttt{{{escape_latex(ERC_CONVENTION)}}}: the EDC was recomputed on a"

@@ -12,11 +12,12 @@ from typing import Any
 
 from tabulate import tabulate
 
+from fiqabench.files import atomic_write
 from fiqabench.report._io import write_table_files
 from fiqabench.results import ERC_CONVENTION, MethodKey, Results, fmr_text, limit_key, parse as load
-from fiqabench.report.tables import AVG, DECIMALS, PaucTable, format_ms, pauc_tables, runtime_table
+from fiqabench.report.tables import AVG, DECIMALS, PaucTable, format_ms, fr_sanity_rows, pauc_tables, runtime_table
 
-__all__ = ["escape_markdown", "render_pauc", "render_runtime", "write"]
+__all__ = ["escape_markdown", "render_fr_sanity", "render_pauc", "render_runtime", "write"]
 
 _SPECIAL = set("\\`*_[]<>|#")
 _PARTIAL = "\\*"
@@ -43,6 +44,8 @@ def _cell(table: PaucTable, key: MethodKey, column: str, rank: int | None) -> st
     text = f"{table.values.at[key, column]:.{DECIMALS}f}"
     if rank == 1:
         text = f"**{text}**"
+    if (key, column) in table.leakage:
+        text += _DAGGER
     return text + (_PARTIAL if state == "partial" else "")
 
 
@@ -76,6 +79,12 @@ def _table_markdown(table: PaucTable) -> list[str]:
         )
     if any(table.state(key, d) == "missing" for key in table.keys for d in table.datasets):
         notes.append(f"{_MISSING}: not evaluated.")
+    for (key, dataset), reason in table.leakage.items():
+        notes.append(
+            f"{_DAGGER} Leakage: {escape_markdown(table.method_labels[key])} on"
+            f" {escape_markdown(table.dataset_labels[dataset])} is not an independent result:"
+            f" {escape_markdown(reason)}."
+        )
     if table.linear:
         notes.append(
             f"{_LINEAR} Convention `{ERC_CONVENTION}`: the EDC was recomputed on a grid and linearly"
@@ -150,6 +159,36 @@ def render_runtime(results: Mapping[str, Any] | Results) -> str | None:
     return "\n".join(lines) + "\n"
 
 
+def render_fr_sanity(results: Mapping[str, Any] | Results) -> str | None:
+    """Markdown of the FR sanity figures (``protocols[].fr_sanity``), or ``None`` without any."""
+    rows = fr_sanity_rows(results)
+    if not rows:
+        return None
+    text = tabulate(
+        [[escape_markdown(r["dataset_label"]), escape_markdown(r["fr_model_label"]), r["figure"],
+          escape_markdown(r["value"])] for r in rows],
+        headers=["Dataset", "FR model", "Figure", "Value"],
+        tablefmt="pipe",
+        disable_numparse=True,
+        colalign=("left", "left", "left", "right"),
+    )
+    return "\n".join([
+        "## FR sanity",
+        "",
+        "How well the evaluation FR model verifies on each dataset, from the run's comparison scores:"
+        " k-fold verification accuracy where the protocol has folds (threshold chosen on the other"
+        " folds), else TAR at a fixed FAR. Far below the published figure of that FR model means a"
+        " wrong alignment, colour order or input range, not a FIQA result.",
+        "",
+        text,
+    ]) + "\n"
+
+
 def write(results: Mapping[str, Any], out_dir: Path) -> list[Path]:
-    """Write ``tables/pauc_<limit>.md`` per discard limit and ``tables/runtime.md``."""
-    return write_table_files(results, out_dir, "md", render_pauc, render_runtime)
+    """Write ``tables/pauc_<limit>.md`` per discard limit, ``tables/runtime.md`` and
+    ``tables/fr_sanity.md``."""
+    written = write_table_files(results, out_dir, "md", render_pauc, render_runtime)
+    sanity = render_fr_sanity(results)
+    if sanity is not None:
+        written.append(atomic_write(Path(out_dir) / "tables" / "fr_sanity.md", sanity))
+    return written

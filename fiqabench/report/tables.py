@@ -11,6 +11,7 @@ and Parquet writers all render these frames, so every format shows the same numb
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections import Counter
@@ -27,6 +28,7 @@ __all__ = [
     "PaucTable",
     "RuntimeTable",
     "dense_ranks",
+    "fr_sanity_rows",
     "format_ms",
     "edc_frame",
     "pauc_tables",
@@ -114,6 +116,9 @@ class PaucTable:
     dataset_labels: Mapping[str, str]
     #: Method keys whose EDC is linearly interpolated (``erc-recomputed``).
     linear: frozenset[MethodKey]
+    #: ``(method key, dataset) -> reason`` for cells whose method is not independent of the
+    #: dataset (rows with ``leakage``, e.g. SER-FIQ on XQLFW): marked with a dagger.
+    leakage: Mapping[tuple[MethodKey, str], str] = dataclasses.field(default_factory=dict)
 
     @property
     def datasets(self) -> list[str]:
@@ -154,7 +159,10 @@ def pauc_tables(results: Mapping[str, Any] | Results, limit: float) -> list[Pauc
         index = pd.MultiIndex.from_tuples(keys, names=["method", "convention"])
         values = pd.DataFrame(math.nan, index=index, columns=[*view.datasets, AVG], dtype=float)
         null_reasons: dict[tuple[MethodKey, str], str] = {}
+        leakage: dict[tuple[MethodKey, str], str] = {}
         for row in rows:
+            if row.data.get("leakage"):
+                leakage[(row.key, row.dataset)] = str(row.data["leakage"])
             value = row.pauc.get(key)
             if value is None:
                 null_reasons[(row.key, row.dataset)] = row.pauc_null_reason or (
@@ -177,6 +185,7 @@ def pauc_tables(results: Mapping[str, Any] | Results, limit: float) -> list[Pauc
                 method_labels={k: view.method_label(k) for k in keys},
                 dataset_labels=dict(view.dataset_labels),
                 linear=frozenset(k for k in keys if view.is_linear(k)),
+                leakage=leakage,
             )
         )
     return tables
@@ -315,6 +324,7 @@ def results_frame(results: Mapping[str, Any] | Results) -> pd.DataFrame:
             raw = pauc_raw.get(limit_key(limit)) if isinstance(pauc_raw, Mapping) else None
             record[f"pauc_raw_{limit_key(limit)}"] = raw
         record["pauc_null_reason"] = row.pauc_null_reason
+        record["leakage"] = data.get("leakage")
         record["n_failures"] = data.get("n_failures")
         record["runtime_ms_mean"] = runtime.get("mean")
         record["runtime_ms_std"] = runtime.get("std")
@@ -338,6 +348,7 @@ def results_frame(results: Mapping[str, Any] | Results) -> pd.DataFrame:
         *(f"pauc_{limit_key(limit)}" for limit in view.limits),
         *(f"pauc_raw_{limit_key(limit)}" for limit in view.limits),
         "pauc_null_reason",
+        "leakage",
         "n_failures",
         "runtime_ms_mean",
         "runtime_ms_std",
@@ -381,3 +392,31 @@ def edc_frame(results: Mapping[str, Any] | Results) -> pd.DataFrame:
     if not parts:
         return pd.DataFrame(columns=EDC_COLUMNS)
     return pd.concat(parts, ignore_index=True)[EDC_COLUMNS]
+
+
+def fr_sanity_rows(results: Mapping[str, Any] | Results) -> list[dict[str, Any]]:
+    """The FR sanity figures of every dataset x FR model (``protocols[].fr_sanity``), one dict
+    each: ``dataset_label, fr_model_label, figure`` (what was measured) and ``value`` (text),
+    in file order. Empty for files written before these figures existed."""
+    view = load(results)
+    rows = []
+    for protocol in view.document.get("protocols") or []:
+        sanity = protocol.get("fr_sanity") if isinstance(protocol, Mapping) else None
+        if not isinstance(sanity, Mapping):
+            continue
+        dataset, fr_model = str(protocol.get("dataset")), str(protocol.get("fr_model"))
+        base = {"dataset_label": view.dataset_labels.get(dataset, dataset),
+                "fr_model_label": view.fr_model_labels.get(fr_model, fr_model)}
+        accuracy = sanity.get("kfold_accuracy")
+        if accuracy:
+            rows.append({**base, "figure": f"{accuracy['n_folds']}-fold verification accuracy",
+                         "value": f"{100 * accuracy['accuracy']:.2f} % ± {100 * accuracy['std']:.2f}"})
+        for tar in sanity.get("tar_at_far") or []:
+            from fiqabench.results import fmr_text
+
+            note = "" if tar.get("resolved", True) else " (too few non-mated comparisons to resolve this FAR)"
+            rows.append({**base, "figure": f"TAR at FAR {fmr_text(float(tar['far']))}",
+                         "value": f"{100 * tar['tar']:.2f} %{note}"})
+        if not accuracy and not sanity.get("tar_at_far"):
+            rows.append({**base, "figure": "–", "value": f"n/a: {sanity.get('note')}"})
+    return rows

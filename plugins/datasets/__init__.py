@@ -60,12 +60,17 @@ LAYOUTS: dict[str, str] = {
 
 #: (method, dataset) pairs that a report must mark as leakage: XQLFW's images were selected with
 #: SER-FIQ quality scores (Knoche et al., Cross-Quality LFW, FG 2021), so SER-FIQ is not judged
-#: fairly on it (issue 10; the DifFIQA paper marks it).
+#: fairly on it (issue 10; the DifFIQA paper marks it). Registered as each dataset's ``leakage``
+#: (:class:`fiqabench.registry.DatasetSpec`), which puts it on the result rows and in the tables.
 LEAKAGE: dict[tuple[str, str], str] = {
     ("ser-fiq", "xqlfw"): "XQLFW was built by selecting images with SER-FIQ quality scores",
 }
 
 _MODULE = "fiqabench_plugins.datasets"
+
+
+def _leakage(dataset: str) -> dict[str, str]:
+    return {method: reason for (method, name), reason in LEAKAGE.items() if name == dataset}
 
 
 def _root_reason(name: str) -> Callable[[Mapping[str, Any]], str | None]:
@@ -115,6 +120,22 @@ def _alignment(choices: tuple[str, ...], crop_fraction: float, default: str = "a
     }
 
 
+def _detection() -> dict[str, Option]:
+    # Whether align=dlib can run here is said in the option's help, so `fiqabench list datasets`
+    # shows it (with the install command) before anyone tries; a run refuses it the same way.
+    from fiqabench_plugins.dlib import detection_unavailable
+
+    reason = detection_unavailable()
+    state = "available here" if reason is None else f"UNAVAILABLE here: {reason}"
+    return {
+        "detector": Option("hog", f"align=dlib ({state}): dlib's HOG detector, or its CNN detector (slower, finds "
+                           "more profile and small faces)", choices=("hog", "cnn")),
+        "multiple": Option("largest", "align=dlib: an image with several faces keeps the largest, or (refuse) "
+                           "keeps the fixed crop and is listed like an image without a face",
+                           choices=("largest", "refuse")),
+    }
+
+
 def _non_mated() -> dict[str, Option]:
     return {
         "non_mated": Option("1000000", "non-mated pairs drawn at random (a count, or all)"),
@@ -149,7 +170,7 @@ def fiqabench_register_datasets(register: Callable[..., None]) -> None:
     register(
         "xqlfw", f"{_MODULE}.lfw:build_xqlfw", **common,
         summary="XQLFW: LFW pairs with cross-quality images, aligned 112x112",
-        display_name="XQLFW", reference="Knoche et al., Cross-Quality LFW, FG 2021",
+        display_name="XQLFW", reference="Knoche et al., Cross-Quality LFW, FG 2021", leakage=_leakage("xqlfw"),
         options={"root": _root_option("xqlfw"),
                  "images": Option("xqlfw_aligned_112", "image folder under root"),
                  "pairs": Option("xqlfw_pairs.txt", "pair list under root"),
@@ -214,6 +235,6 @@ def fiqabench_register_datasets(register: Callable[..., None]) -> None:
                  "pairs": Option(None, "pair list 'a b mated' (ids <identity>/<file>); default: all pairs",
                                  is_path=True),
                  **_non_mated(), **_alignment(("none", "fixed", "landmarks", "dlib"), 0.55, default="none"),
-                 **pair_common},
+                 **_detection(), **pair_common},
         availability=_root_reason("folder"),
     )

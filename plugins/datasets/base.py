@@ -22,8 +22,13 @@ Alignment (each labelled, ``ImageDataset.alignment`` is recorded with results):
   ``crop_fraction x min(H, W)`` is taken as the ArcFace crop and resized to 112. This only
   approximates the template (no rotation, average scale); results carry the label
   ``fixed(crop_fraction=...)`` so they are never mistaken for landmark alignment.
-- ``dlib``: five landmarks from dlib's detector (the ``folder`` dataset); an image without a
-  detected face falls back to ``fixed`` and is counted.
+- ``dlib``: five landmarks from dlib's detector (the ``folder`` dataset), detected once per
+  image when the dataset is built, before any model runs. An image without a face (or, under
+  ``multiple=refuse``, with several) keeps the ``fixed`` crop: it stays in the protocol, since
+  dropping it would remove exactly the images a FIQA method should rank lowest and change the
+  user's pair list; the images are counted, the first few named in a warning, and all recorded
+  in :meth:`ImageDataset.details` (what ArcFace's LFW preparation does: centre crop when the
+  detector fails).
 """
 
 from __future__ import annotations
@@ -32,8 +37,7 @@ import hashlib
 import json
 import logging
 import os
-import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -148,6 +152,9 @@ class Alignment:
     crop_fraction: float = 0.55
     landmarks: np.ndarray | None = None  # (n, 5, 2) for mode "landmarks"
     source: str = ""  # where the landmarks come from (label only)
+    #: mode "dlib": dlib's detector (hog | cnn) and the rule for several faces (largest | refuse)
+    detector: str = "hog"
+    multiple: str = "largest"
     #: (n, 2, 3) similarity per image, computed once from ``landmarks`` (NaN: degenerate points).
     matrices: np.ndarray | None = field(default=None, repr=False, compare=False)
 
@@ -161,7 +168,7 @@ class Alignment:
         if self.mode == "landmarks":
             return f"landmarks({self.source})" if self.source else "landmarks"
         if self.mode == "dlib":
-            return f"dlib(fallback fixed, crop_fraction={self.crop_fraction:g})"
+            return f"dlib({self.detector}, {self.multiple}; fallback fixed, crop_fraction={self.crop_fraction:g})"
         return "none"
 
     def fixed_box(self, height: int, width: int) -> tuple[float, float, float, float]:
@@ -194,6 +201,8 @@ class Alignment:
         payload: dict[str, Any] = {"mode": self.mode, "label": self.label()}
         if self.mode in {"fixed", "dlib"}:
             payload["crop_fraction"] = self.crop_fraction
+        if self.mode == "dlib":
+            payload["detector"], payload["multiple"] = self.detector, self.multiple
         if self.landmarks is not None:
             payload["landmarks"] = hashlib.sha256(np.ascontiguousarray(self.landmarks, np.float64).tobytes()).hexdigest()
         return payload
@@ -253,6 +262,13 @@ def alignment_from_options(
         return Alignment("landmarks", fraction, points, source=Path(str(landmarks_path)).name)
     if mode not in {"none", "fixed", "dlib"}:
         raise ConfigError(f"dataset {name!r}: align={mode!r}; expected auto, none, fixed, landmarks or dlib")
+    if mode == "dlib":
+        detector, multiple = str(options.get("detector") or "hog"), str(options.get("multiple") or "largest")
+        if detector not in ("hog", "cnn"):
+            raise ConfigError(f"dataset {name!r}: detector={detector!r}; expected hog or cnn")
+        if multiple not in ("largest", "refuse"):
+            raise ConfigError(f"dataset {name!r}: multiple={multiple!r}; expected largest or refuse")
+        return Alignment(mode, fraction, detector=detector, multiple=multiple)
     return Alignment(mode, fraction)
 
 
@@ -358,8 +374,11 @@ class ImageDataset:
         self._paths = [os.path.join(self.image_root, p) for p in protocol.rel_paths]
         self._digest: str | None = None
         self._samples: SampleTable | None = None
-        self._detector: Callable[[np.ndarray], np.ndarray | None] | None = None
-        #: Images for which dlib found no face (``align=dlib``), in the order met.
+        #: ``align=dlib``: five landmarks per image (NaN: none kept) and faces found, from
+        #: :meth:`detect_faces`, run once (at build) so no method or worker detects again.
+        self._points: np.ndarray | None = None
+        self._face_counts: np.ndarray | None = None
+        #: Images that keep the fixed crop (no face, or several under ``multiple=refuse``).
         self.detection_failures: list[str] = []
         if check_images:
             self.check_images()
@@ -417,28 +436,84 @@ class ImageDataset:
         image = self.open(index)
         points = None
         if self.alignment_spec.mode == "dlib":
-            points = self._dlib()(np.asarray(image))
-            if points is None:
-                self.detection_failures.append(self._ids[index])
-                log.warning("%s: no face found by dlib in %s; using the fixed crop", self.name, self._ids[index])
+            found = self.landmarks_detected()[index]
+            points = found if np.isfinite(found).all() else None
         try:
             return self.alignment_spec.apply(image, index, points)
         except ValueError as exc:  # degenerate landmarks
             raise InputFormatError(self._paths[index], None, None, f"cannot align: {exc}") from None
 
-    def _dlib(self) -> Callable[[np.ndarray], np.ndarray | None]:
-        if self._detector is None:
-            from fiqabench_plugins.dlib.detect import detect_landmarks5
+    def landmarks_detected(self) -> np.ndarray:
+        """``align=dlib``: ``(n, 5, 2)`` detected landmarks, NaN where the fixed crop is kept."""
+        if self._points is None:
+            self.detect_faces()
+        return self._points  # type: ignore[return-value]
 
-            lock = threading.Lock()  # dlib's detectors are not documented as thread-safe
+    def detect_faces(self) -> None:
+        """``align=dlib``: detect every image's face once (threads: dlib's detectors are
+        per-thread in :mod:`fiqabench_plugins.dlib.detect`), then warn about the images that keep
+        the fixed crop, naming the first few."""
+        from fiqabench_plugins.dlib.detect import detect_landmarks5
 
-            def detect(image: np.ndarray) -> np.ndarray | None:
-                with lock:
-                    points, _n_faces = detect_landmarks5(image, detector="hog", multiple="largest")
-                return None if points is None else np.asarray(points, dtype=np.float64)
+        spec = self.alignment_spec
+        n = len(self._paths)
+        points = np.full((n, 5, 2), np.nan)
+        counts = np.zeros(n, dtype=np.int64)
 
-            self._detector = detect
-        return self._detector
+        def detect(i: int) -> tuple[np.ndarray | None, int]:
+            found, count = detect_landmarks5(np.asarray(self.open(i)), detector=spec.detector, multiple=spec.multiple)
+            return found, int(count)
+
+        with ThreadPoolExecutor(max_workers=max(1, min(self.workers, n))) as pool:
+            for i, (found, count) in enumerate(pool.map(detect, range(n))):
+                counts[i] = count
+                if found is not None:
+                    points[i] = np.asarray(found, dtype=np.float64)
+        self._points, self._face_counts = points, counts
+        kept_fixed = ~np.isfinite(points).all(axis=(1, 2))
+        self.detection_failures = [self._ids[i] for i in np.flatnonzero(kept_fixed)]
+        summary = self.detection_summary()
+        if summary["no_face"] or summary["several_faces_refused"]:
+            parts = []
+            if summary["no_face"]:
+                parts.append(f"no face in {summary['no_face']} (e.g. {', '.join(summary['no_face_examples'][:5])})")
+            if summary["several_faces_refused"]:
+                parts.append(f"several faces in {summary['several_faces_refused']} under multiple=refuse "
+                             f"(e.g. {', '.join(summary['several_faces_examples'][:5])})")
+            log.warning("%s: dlib found %s of %d images; they keep the fixed centre crop (crop_fraction=%g) "
+                        "and stay in the protocol", self.name, " and ".join(parts), n, spec.crop_fraction)
+
+    def detection_summary(self, examples: int = 20) -> dict[str, Any]:
+        """``align=dlib``: how detection went (counts, and the first ``examples`` ids of each kind)."""
+        self.landmarks_detected()
+        counts: np.ndarray = self._face_counts  # type: ignore[assignment]
+        ids = self._ids
+        none = np.flatnonzero(counts == 0)
+        several = np.flatnonzero(counts > 1)
+        refused = several if self.alignment_spec.multiple == "refuse" else several[:0]
+        return {
+            "detector": self.alignment_spec.detector,
+            "multiple": self.alignment_spec.multiple,
+            "images": int(counts.size),
+            "no_face": int(none.size),
+            "several_faces_refused": int(refused.size),
+            "several_faces_kept_largest": int(several.size - refused.size),
+            "kept_fixed_crop": len(self.detection_failures),
+            "no_face_examples": [ids[i] for i in none[:examples]],
+            "several_faces_examples": [ids[i] for i in several[:examples]],
+        }
+
+    def details(self) -> dict[str, Any]:
+        """How the dataset was read, for ``results.json`` (``components.datasets[name].details``)."""
+        out: dict[str, Any] = {"alignment": self.alignment, "samples": len(self._ids),
+                               "comparisons": int(len(self.protocol.a))}
+        source = getattr(self, "subjects_source", None) or self.protocol.extra.get("subjects_source")
+        if source:
+            out["subjects_source"] = source
+        if self.alignment_spec.mode == "dlib":
+            out["detection"] = self.detection_summary()
+            out["detection_failures"] = list(self.detection_failures)
+        return out
 
     def manifest_digest(self) -> str:
         """sha256 of reader version, protocol files' bytes, parsed protocol and alignment."""

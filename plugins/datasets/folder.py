@@ -11,8 +11,11 @@ every one).
 
 Alignment (``align``): ``none`` (aligned crops; resized to 112 if they are not 112 x 112),
 ``fixed`` (the central ``crop_fraction`` square), ``landmarks`` (``landmarks=FILE``) or ``dlib``
-(five landmarks from ``fiqabench_plugins.dlib.detect``, HOG detector, the largest face; an
-image without a face falls back to the fixed crop and is counted).
+(five landmarks from ``fiqabench_plugins.dlib.detect``: ``detector`` hog or cnn, ``multiple``
+largest or refuse). With ``dlib`` every image is detected once when the dataset is built,
+before any model runs; an image without a face (or with several under ``multiple=refuse``)
+keeps the fixed crop and stays in the protocol, counted, named in a warning and recorded in the
+results (see :mod:`.base`).
 """
 
 from __future__ import annotations
@@ -47,17 +50,18 @@ DLIB_MODULE = "fiqabench_plugins.dlib.detect"
 
 
 def dlib_unavailable_reason() -> str | None:
-    """Why ``align=dlib`` cannot run here, or None."""
-    import importlib
+    """Why ``align=dlib`` cannot run here (with the install command), or None.
 
+    Asks the dlib plugin (:func:`fiqabench_plugins.dlib.detection_unavailable`: dlib and its model
+    files, found without importing dlib), so listing stays light.
+    """
     try:
-        module = importlib.import_module(DLIB_MODULE)
-    except Exception as exc:  # ImportError, or dlib itself failing to load
-        return (f"align=dlib needs {DLIB_MODULE} (the dlib plugin with dlib installed), which cannot be "
-                f"imported: {type(exc).__name__}: {exc}; use align=none, fixed or landmarks")
-    if not callable(getattr(module, "detect_landmarks5", None)):
-        return f"align=dlib needs {DLIB_MODULE}.detect_landmarks5, which that module does not define"
-    return None
+        from fiqabench_plugins.dlib import detection_unavailable
+    except Exception as exc:  # the dlib plugin package itself is missing or broken
+        return (f"align=dlib needs the dlib plugin ({DLIB_MODULE}), which cannot be imported: "
+                f"{type(exc).__name__}: {exc}; use align=none, fixed or landmarks")
+    reason = detection_unavailable()
+    return None if reason is None else f"align=dlib {reason}"
 
 
 def _scan(root) -> tuple[list[str], list[str], int]:
@@ -132,5 +136,8 @@ def build_folder(*, options: Mapping[str, Any], device: Any = None) -> ImageData
         rel_paths=rel_paths, subjects=subjects, a=a, b=b, mated=mated_arr,
         where=where, files=files, folds=None, extra=extra,  # type: ignore[arg-type]
     )
-    return ImageDataset(name="folder", version=VERSION, image_root=root, protocol=parsed, alignment=alignment,
-                        workers=int(options.get("workers") or 1), check_images=False)
+    dataset = ImageDataset(name="folder", version=VERSION, image_root=root, protocol=parsed, alignment=alignment,
+                           workers=int(options.get("workers") or 1), check_images=False)
+    if alignment.mode == "dlib":
+        dataset.detect_faces()  # once, now: failures are listed before any model runs
+    return dataset
