@@ -466,7 +466,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         inputs[kind] = (component, component_options)
     _check_device(args.device)
     train = entry.load()
-    built = {kind: spec.build(opts, args.device) for kind, (spec, opts) in inputs.items()}
+    built = {kind: spec.build(opts, args.device, resolved=True) for kind, (spec, opts) in inputs.items()}
     # Trainers count their own units (steps, images): the bar says "it".
     progress = None if args.quiet else _progress_factory(False, unit="it")
     path = train(options=options, device=args.device, output=Path(args.output), progress=progress, **built)

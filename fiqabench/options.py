@@ -152,7 +152,7 @@ def resolve(
         if raw is None or _is_default(raw, option.default):
             continue  # already valid: resolving resolved options again (a worker, build()) is a no-op
         try:
-            value = option.parse(raw)
+            value = _parse(option.parse, raw)
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"option {name}:{key}={raw!r}: {exc}") from exc
         if option.choices is not None and value not in option.choices:
@@ -166,3 +166,15 @@ def _is_default(value: Any, default: Any) -> bool:
         return type(value) is type(default) and bool(value == default)
     except Exception:  # values whose == is not a bool (arrays)
         return False
+
+
+def _parse(parse: Callable[[Any], Any], raw: Any) -> Any:
+    """``parse(raw)``; a typed value (TOML) that a parser written for command-line strings cannot
+    take is handed over as its text."""
+    try:
+        return parse(raw)
+    except (TypeError, AttributeError):
+        if isinstance(raw, str):
+            raise
+        text = str(raw).lower() if isinstance(raw, bool) else str(raw)
+        return parse(text)

@@ -139,10 +139,12 @@ class ComponentSpec:
         except Exception as exc:  # an availability check must never break listing
             return f"availability check failed: {exc}"
 
-    def build(self, options: Mapping[str, Any], device: str) -> Any:
-        """Call the factory with the options resolved (defaults filled in, values checked) and
-        check the result against the kind's Protocol."""
-        component = self.load()(options=self.resolve_options(options), device=device)
+    def build(self, options: Mapping[str, Any], device: str, *, resolved: bool = False) -> Any:
+        """Call the factory with the options resolved (defaults filled in, values checked; pass
+        ``resolved=True`` for options that already were) and check the result against the kind's
+        Protocol."""
+        options = dict(options) if resolved else self.resolve_options(options)
+        component = self.load()(options=options, device=device)
         protocol = _PROTOCOLS.get(self.kind)
         if protocol is not None:
             missing = [name for name in _protocol_members(protocol) if not hasattr(component, name)]
@@ -247,8 +249,8 @@ class FRModelSpec(ComponentSpec):
             raise ComponentContractError(f"FR model {self.name!r}: capabilities() returned {value!r}")
         return value
 
-    def build(self, options: Mapping[str, Any], device: str) -> Any:
-        model = super().build(options, device)
+    def build(self, options: Mapping[str, Any], device: str, *, resolved: bool = False) -> Any:
+        model = super().build(options, device, resolved=resolved)
         if self.capabilities is not None and getattr(model, "capabilities", None) != self.capabilities_for(options):
             raise ComponentContractError(
                 f"FR model {self.name!r} from {self.origin}: the built model's capabilities "

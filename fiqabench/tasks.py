@@ -229,7 +229,7 @@ class Workspace:
         if key not in self._built:
             entry = self.registry.get(ref["kind"], ref["name"])
             log.info("building %s %s", entry.kind_label, entry.spec)
-            self._built[key] = entry.build(ref["options"], self.device)
+            self._built[key] = entry.build(ref["options"], self.device, resolved=True)
         return self._built[key]
 
 

@@ -112,3 +112,19 @@ def test_list_methods_shows_which_fr_models_each_method_can_use() -> None:
     assert rows["random"]["applies_to"] is None
     fr_rows = {row["name"]: row for row in json.loads(run_cli("list", "fr-models", "--json").stdout)}
     assert fr_rows["synthetic-arcface"]["capabilities"]["has_dropout"] is True
+
+
+def test_typed_values_reach_parsers_written_for_strings() -> None:
+    """A TOML value (0.5, true) given to a plugin's parser that expects the command line's text."""
+    from fiqabench.api import Option
+    from fiqabench.options import resolve
+
+    def rate(text: str) -> float | None:  # a plugin's parser, written for strings
+        return None if text.strip() in {"", "none"} else float(text)
+
+    def flag(text: str) -> bool:
+        return text.strip() == "true"
+
+    options = {"rate": Option(None, "", parse=rate), "flag": Option(False, "", parse=flag)}
+    assert resolve(options, {"rate": 0.5, "flag": True}, name="m") == {"rate": 0.5, "flag": True}
+    assert resolve(options, {"rate": "0.25"}, name="m") == {"rate": 0.25, "flag": False}

@@ -17,32 +17,11 @@ from fiqabench.cli import main as cli_main
 from tests.plugins import dataset_layouts as L
 from tests.plugins.test_datasets import TOY_ALIGNED
 
-SER_FIQ_STANDIN = '''
-import numpy as np
-from fiqabench import hookimpl
-
-
-class Mean:
-    def __init__(self, *, options, device):
-        pass
-
-    def score(self, batch, *, fr_model):
-        return batch.images.reshape(len(batch), -1).mean(axis=1)
-
-
-@hookimpl
-def fiqabench_register_fiqa_methods(register):
-    # Stands in for SER-FIQ under its name: the leakage mark is keyed by the method's name.
-    register("ser-fiq", Mean, version="1", summary="mean intensity under SER-FIQ's name", reference="test")
-'''
-
-
 def _run(tmp_path: Path, capsys: pytest.CaptureFixture, dataset: str, root: Path, *extra: str,
          methods: str = "random") -> tuple[dict, Path]:
     plugins = tmp_path / "plugins"
     plugins.mkdir(exist_ok=True)
     (plugins / "toy_aligned.py").write_text(TOY_ALIGNED)
-    (plugins / "ser_fiq_standin.py").write_text(SER_FIQ_STANDIN)
     out = tmp_path / f"out-{dataset}"
     code = cli_main(["run", "--plugins-dir", str(plugins), "--datasets", dataset, "--dataset-option",
                      f"{dataset}:root={root}", "--dataset-option", f"{dataset}:workers=1", "--fr-models", "toy-aligned",
@@ -85,7 +64,9 @@ def test_ijbc_run_has_tar_at_far_template_ids_and_subject_source(tmp_path: Path,
 
 def test_xqlfw_marks_ser_fiq_as_leakage(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     L.make_xqlfw(tmp_path / "xqlfw")
-    doc, out = _run(tmp_path, capsys, "xqlfw", tmp_path / "xqlfw", methods="ser-fiq,random")
+    # the real SER-FIQ, with dropout inserted before the toy model's head (it has none) and few passes
+    doc, out = _run(tmp_path, capsys, "xqlfw", tmp_path / "xqlfw", "--method-option", "ser-fiq:dropout_rate=0.5",
+                    "--method-option", "ser-fiq:m=4", methods="ser-fiq,random")
     leakage = {row["method"]: row["leakage"] for row in doc["results"]}
     assert leakage["random"] is None
     assert leakage["ser-fiq"] == "XQLFW was built by selecting images with SER-FIQ quality scores"
