@@ -21,6 +21,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+# the ArcFace/InsightFace 112x112 five-point template, the one the datasets align to
+from fiqabench_plugins.datasets.align import ARCFACE_TEMPLATE_112
+
 __all__ = [
     "ARCFACE112_TO_CHIP150",
     "ARCFACE_TEMPLATE_112",
@@ -36,19 +39,6 @@ __all__ = [
 #: dlib's descriptor chip: ``get_face_chip(img, shape, size=150, padding=0.25)``.
 CHIP_SIZE = 150
 CHIP_PADDING = 0.25
-
-#: The ArcFace/InsightFace 112x112 five-point template (left eye, right eye, nose tip, left and
-#: right mouth corner), as in insightface ``utils/face_align.py``.
-ARCFACE_TEMPLATE_112 = np.array(
-    [
-        [38.2946, 51.6963],
-        [73.5318, 51.5014],
-        [56.0252, 71.7366],
-        [41.5493, 92.3655],
-        [70.7299, 92.2041],
-    ],
-    dtype=np.float64,
-)
 
 #: ArcFace 112 crop -> dlib 150 chip: the mean of 10 faces' exact crop -> chip similarities
 #: (benchmarks/dlib_chip_mapping.py prints it; photographs of benchmarks/dlib_photos.py).

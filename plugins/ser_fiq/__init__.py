@@ -9,15 +9,12 @@ from typing import Any
 
 from fiqabench import hookimpl
 from fiqabench.api import Option, parse_bool
+from fiqabench.options import integer
 
 VERSION = "1"
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise ValueError(f"expected a positive integer, got {text!r}")
-    return value
+_positive_int = integer(min=1)
 
 
 def _passes(text: str) -> int:
