@@ -28,9 +28,10 @@ hookspec = pluggy.HookspecMarker("fiqabench")
 
 
 class RegisterCallback(Protocol):
-    """The ``register`` argument of every registration hook."""
+    """The ``register`` argument of every registration hook: ``fields`` are those of the kind's
+    spec in :mod:`fiqabench.registry` (checked when registered)."""
 
-    def __call__(self, name: str, target: Any, **metadata: Any) -> None: ...
+    def __call__(self, name: str, target: Any, **fields: Any) -> None: ...
 
 
 @hookspec
