@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from fiqabench.api import FRCapabilities, InputSpace, SampleBatch
-from fiqabench.errors import ConfigError, InputFormatError, MissingArtifactError
+from fiqabench.errors import ConfigError, MissingArtifactError
 from fiqabench.fr import TorchFRModel, file_digest
 
 from . import DEFAULT_WEIGHTS, FR_VERSION, TRAIN_COMMAND
@@ -44,9 +44,6 @@ OFFICIAL_INPUT_SPACE = InputSpace(size=(112, 112), channel_order="RGB", mean=(0.
 OFFICIAL_DROPOUT = 0.4
 
 
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-
 
 def load(
     options: Mapping[str, Any], device: str | torch.device = "cpu"
@@ -56,21 +53,10 @@ def load(
     path = Path(options.get("weights") or DEFAULT_WEIGHTS)
     batch_size = int(options.get("batch_size") or 64)
     if arch == "embedded":
-        from fiqabench_plugins.synthetic.model import EMBEDDING_SIZE, INPUT_SPACE
+        from fiqabench_plugins.synthetic.model import EMBEDDING_SIZE, INPUT_SPACE, load_embedded_weights
 
-        if not path.is_file():
-            raise MissingArtifactError(f"CR-FIQA weights not found at {path}: produce them with `{TRAIN_COMMAND}`")
-        from safetensors.torch import load_file
-
-        try:
-            state = load_file(str(path), device="cpu")
-        except Exception as exc:  # safetensors raises its own error type for foreign files
-            raise InputFormatError(path, None, None, f"not a readable safetensors file ({_first_line(exc)})") from exc
-        net = CRFIQANet()
-        try:
-            net.load_state_dict(state, strict=True)
-        except RuntimeError as exc:
-            raise ConfigError(f"{path}: not an embedded CR-FIQA weight file ({_first_line(exc)})") from exc
+        net = load_embedded_weights(CRFIQANet(), path, what="embedded CR-FIQA",
+                                    missing=f"produce them with `{TRAIN_COMMAND}`")
         fr = TorchFRModel(
             name="synthetic-cr-fiqa", version=FR_VERSION, domain="synthetic", input_space=INPUT_SPACE,
             embedding_size=EMBEDDING_SIZE, trunk=net.trunk, head=net.head, weights_digest=file_digest(path),

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from fiqabench.api import FRCapabilities, InputSpace, SampleBatch
-from fiqabench.errors import ConfigError, InputFormatError, MissingArtifactError
+from fiqabench.errors import ConfigError, MissingArtifactError
 from fiqabench.fr import TorchFRModel, file_digest
 from fiqabench_plugins.cr_fiqa.official import IResNetHead, IResNetTrunk, build_iresnet, read_checkpoint, split_wrapped
 
@@ -40,9 +40,6 @@ OFFICIAL_INPUT_SPACE = InputSpace(size=(112, 112), channel_order="BGR", mean=(0.
 OFFICIAL_BN_EPS = 2e-5
 
 
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-
 
 def load(options: Mapping[str, Any], device: str | torch.device = "cpu") -> TorchFRModel:
     """The MagFace network as an FR model, from the ``weights``/``arch`` options."""
@@ -50,21 +47,10 @@ def load(options: Mapping[str, Any], device: str | torch.device = "cpu") -> Torc
     path = Path(options.get("weights") or DEFAULT_WEIGHTS)
     batch_size = int(options.get("batch_size") or 64)
     if arch == "embedded":
-        from fiqabench_plugins.synthetic.model import EMBEDDING_SIZE, INPUT_SPACE, SynthFRNet
+        from fiqabench_plugins.synthetic.model import EMBEDDING_SIZE, INPUT_SPACE, SynthFRNet, load_embedded_weights
 
-        if not path.is_file():
-            raise MissingArtifactError(f"MagFace weights not found at {path}: produce them with `{TRAIN_COMMAND}`")
-        from safetensors.torch import load_file
-
-        try:
-            state = load_file(str(path), device="cpu")
-        except Exception as exc:  # safetensors raises its own error type for foreign files
-            raise InputFormatError(path, None, None, f"not a readable safetensors file ({_first_line(exc)})") from exc
-        net = SynthFRNet()
-        try:
-            net.load_state_dict(state, strict=True)
-        except RuntimeError as exc:
-            raise ConfigError(f"{path}: not an embedded MagFace weight file ({_first_line(exc)})") from exc
+        net = load_embedded_weights(SynthFRNet(), path, what="embedded MagFace",
+                                    missing=f"produce them with `{TRAIN_COMMAND}`")
         return TorchFRModel(
             name="synthetic-magface", version=FR_VERSION, domain="synthetic", input_space=INPUT_SPACE,
             embedding_size=EMBEDDING_SIZE, trunk=net.trunk, head=net.head, weights_digest=file_digest(path),

@@ -114,24 +114,31 @@ def _first_line(exc: BaseException) -> str:
 
 def load_network(path: str | Path, device: torch.device | str = "cpu") -> SynthFRNet:
     """Load a safetensors weight file written by :func:`fiqabench_plugins.synthetic.train.train`."""
+    return load_embedded_weights(
+        SynthFRNet(), path, what="SynthArcFace", device=device,
+        missing=f"produce them with `{TRAIN_COMMAND}` (about 15 minutes on 2 CPU cores) and pass the file"
+        " with --fr-option synthetic-arcface:weights=PATH",
+    )
+
+
+def load_embedded_weights(net: nn.Module, path: str | Path, *, what: str, missing: str,
+                          device: torch.device | str = "cpu") -> Any:
+    """Load a network of the embedded world from its safetensors file (SynthArcFace, and the
+    jointly trained CR-FIQA and MagFace networks), each failure one line: a missing file says
+    ``missing`` (how to produce it), an unreadable one and one of another network name the file."""
     from safetensors.torch import load_file
 
     path = Path(path)
     if not path.is_file():
-        raise MissingArtifactError(
-            f"SynthArcFace weights not found at {path}: produce them with `{TRAIN_COMMAND}` "
-            f"(about 15 minutes on 2 CPU cores) and pass the file with "
-            f"--fr-option synthetic-arcface:weights=PATH"
-        )
+        raise MissingArtifactError(f"{what} weights not found at {path}: {missing}")
     try:
         state = load_file(str(path), device=str(device))
     except Exception as exc:  # safetensors raises its own error type for truncated or foreign files
         raise InputFormatError(path, None, None, f"not a readable safetensors file ({_first_line(exc)})") from exc
-    net = SynthFRNet()
     try:
         net.load_state_dict(state, strict=True)
     except RuntimeError as exc:
-        raise ConfigError(f"{path}: not a SynthArcFace weight file for this version ({exc})") from exc
+        raise ConfigError(f"{path}: not a {what} weight file for this version ({_first_line(exc)})") from exc
     return net
 
 
