@@ -55,7 +55,7 @@ def load(
     if arch == "embedded":
         from fiqabench_plugins.synthetic.model import EMBEDDING_SIZE, INPUT_SPACE, load_embedded_weights
 
-        net = load_embedded_weights(CRFIQANet(), path, what="embedded CR-FIQA",
+        net = load_embedded_weights(CRFIQANet(), path, what="CR-FIQA (embedded)",
                                     missing=f"produce them with `{TRAIN_COMMAND}`")
         fr = TorchFRModel(
             name="synthetic-cr-fiqa", version=FR_VERSION, domain="synthetic", input_space=INPUT_SPACE,

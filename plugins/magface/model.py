@@ -49,7 +49,7 @@ def load(options: Mapping[str, Any], device: str | torch.device = "cpu") -> Torc
     if arch == "embedded":
         from fiqabench_plugins.synthetic.model import EMBEDDING_SIZE, INPUT_SPACE, SynthFRNet, load_embedded_weights
 
-        net = load_embedded_weights(SynthFRNet(), path, what="embedded MagFace",
+        net = load_embedded_weights(SynthFRNet(), path, what="MagFace (embedded)",
                                     missing=f"produce them with `{TRAIN_COMMAND}`")
         return TorchFRModel(
             name="synthetic-magface", version=FR_VERSION, domain="synthetic", input_space=INPUT_SPACE,

@@ -136,7 +136,7 @@ def test_cr_fiqa_method_and_backbone_conform(trained: dict[str, Path]) -> None:
         assert np.allclose(scores, method.qs(fr.forward(x))[:, 0].numpy(), atol=1e-6)
     with pytest.raises(MissingArtifactError):
         CRFIQA(options={"weights": "/nonexistent.safetensors"}, device="cpu")
-    with pytest.raises(ConfigError, match="not an embedded CR-FIQA"):
+    with pytest.raises(ConfigError, match=r"not a CR-FIQA \(embedded\) weight file"):
         CRFIQA(options={"weights": str(trained["magface"])}, device="cpu")
 
 
