@@ -7,6 +7,7 @@ Any :class:`~fiqabench.errors.FiqabenchError` becomes one line on stderr and exi
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -85,6 +86,30 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--devices", help="comma-separated devices, one worker each (e.g. cuda:0,cuda:1)")
     run.add_argument("--ray-address", metavar="ADDR", help="Ray cluster to join (default: start a local one)")
 
+    lb = sub.add_parser("label", help="quality labels of a training set for distillation (e.g. DifFIQA -> DifFIQA(R))")
+    _common(lb, suppress=True)
+    lb.add_argument("--method", required=True, help="FIQA method whose scores become the labels (e.g. diffiqa)")
+    lb.add_argument("--dataset", required=True, help="training set (a registered dataset, e.g. synthetic-train, folder)")
+    lb.add_argument("--fr-model", help="FR model inside the method (default: the dataset's)")
+    lb.add_argument("--output", required=True, metavar="LABELS",
+                    help="folder to write labels.csv and provenance.json to")
+    lb.add_argument("--method-option", action="append", metavar="KEY=VALUE", help="option of the method (repeatable)")
+    lb.add_argument("--dataset-option", action="append", metavar="KEY=VALUE", help="option of the dataset (repeatable)")
+    lb.add_argument("--fr-option", action="append", metavar="KEY=VALUE", help="option of the FR model (repeatable)")
+    lb.add_argument("--data-root", metavar="DIR", help="folder holding the datasets under their usual names")
+    lb.add_argument("--cache-dir", metavar="DIR", help="cache root (shared with run: scores computed once serve both)")
+    lb.add_argument("--device", help="cpu, cuda or cuda:N (default cpu)")
+    lb.add_argument("--devices", help="comma-separated devices, one worker each (e.g. cuda:0,cuda:1)")
+    lb.add_argument("--executor", choices=("local", "ray"), help="where shards run (default local)")
+    lb.add_argument("--ray-address", metavar="ADDR", help="Ray cluster to join (default: start a local one)")
+    lb.add_argument("--batch-size", type=int, help="images per batch (default 64)")
+    lb.add_argument("--seed", type=int, help="run seed of stochastic methods (default 0)")
+    lb.add_argument("--on-failure", choices=("error", "lowest"),
+                    help="a NaN score fails the job (error, default) or the image is left out of the labels")
+    lb.add_argument("--allow-domain-mismatch", action="store_true", default=None,
+                    help="run components on datasets outside their declared domain")
+    lb.add_argument("--dry-run", action="store_true", help="print cached / missing shards and the time left, then exit")
+
     ev = sub.add_parser("evaluate", help="evaluate your own comparison and quality scores")
     _common(ev, suppress=True)
     ev.add_argument("--comparisons", required=True, metavar="C.csv", help="columns a,b,score,mated[,dataset,fr_model]")
@@ -124,6 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--dataset-option", action="append", metavar="KEY=VALUE", help="option of that dataset (repeatable)")
     tr.add_argument("--fr-model", help="registered FR model the trainer builds on (trainers that take one)")
     tr.add_argument("--fr-option", action="append", metavar="KEY=VALUE", help="option of that FR model (repeatable)")
+    tr.add_argument("--labels", metavar="LABELS", help="label folder from `fiqabench label` (distillation trainers)")
     tr.add_argument("--option", action="append", metavar="KEY=VALUE", help="trainer option (repeatable)")
     tr.add_argument("--config", metavar="FILE.toml", help="trainer options as a TOML table")
     tr.add_argument("--output", required=True, metavar="PATH", help="weight file to write")
@@ -149,8 +175,12 @@ def _progress_factory(quiet: bool, unit: str = "img") -> Any:
         return null_progress
     from tqdm import tqdm
 
-    def factory(total: int, desc: str) -> Any:
-        return tqdm(total=total, desc=desc, unit=unit, leave=False, file=sys.stderr, dynamic_ncols=True)
+    # Redirected to a file (a label job under nohup), a line a minute is enough.
+    interactive = sys.stderr.isatty()
+
+    def factory(total: int, desc: str, initial: int = 0) -> Any:
+        return tqdm(total=total, desc=desc, unit=unit, leave=not interactive, file=sys.stderr, dynamic_ncols=True,
+                    initial=initial, mininterval=0.1 if interactive else 60.0)
 
     return factory
 
@@ -174,9 +204,8 @@ def _output_dir(path: Path) -> Path:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from fiqabench.config import load_toml, merge, parse_component_options, parse_floats, split_names
-    from fiqabench.executors import make_executor
     from fiqabench.outputs import write_outputs
-    from fiqabench.runner import Runner, build_plan, format_dry_run
+    from fiqabench.runner import build_plan, format_dry_run
 
     base = load_toml(args.config) if args.config else {}
     overrides = {
@@ -208,11 +237,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     for name in config.formats or ():
         registry.get("format", name)
     plan = build_plan(registry, config)
-    for device in config.devices or [config.device]:
-        _check_device(device)
-    executor = make_executor(config.executor, registry, config.devices or [config.device],
-                             address=config.ray_address) if config.executor != "local" else None
-    runner = Runner(registry, config, progress=_progress_factory(args.quiet), executor=executor)
+    runner = _runner(registry, config, args.quiet)
     if args.dry_run:
         print(format_dry_run(runner.dry_run(plan)))
         return 0
@@ -221,6 +246,57 @@ def cmd_run(args: argparse.Namespace) -> int:
     written = write_outputs(registry, result, out_dir, config.formats)
     _print_summary(result["document"], out_dir, len(written), args.quiet)
     return 0
+
+
+def cmd_label(args: argparse.Namespace) -> int:
+    """A method's scores over a training set, as a ``label`` task of the engine (sharded, cached,
+    resumable, on the local or the Ray executor), merged in sample order into a label folder."""
+    from fiqabench.config import merge, split_names
+    from fiqabench.runner import build_plan, format_dry_run
+
+    method_options = _key_values(args.method_option, "--method-option")
+    if args.fr_model:
+        method_options["quality_fr_model"] = args.fr_model
+    config = merge({}, {
+        "methods": [args.method],
+        "datasets": [args.dataset],
+        "fr_models": [args.fr_model] if args.fr_model else None,
+        "data_root": args.data_root,
+        "cache_dir": args.cache_dir,
+        "device": args.device,
+        "devices": split_names(args.devices),
+        "executor": args.executor,
+        "ray_address": args.ray_address,
+        "batch_size": args.batch_size,
+        "seed": args.seed,
+        "on_failure": args.on_failure,
+        "allow_domain_mismatch": args.allow_domain_mismatch,
+        "method_options": {args.method: method_options},
+        "dataset_options": {args.dataset: _key_values(args.dataset_option, "--dataset-option")},
+        "fr_options": {args.fr_model: _key_values(args.fr_option, "--fr-option")} if args.fr_model else {},
+    })
+    registry = _registry(args)
+    plan = build_plan(registry, config)
+    runner = _runner(registry, config, args.quiet)
+    if args.dry_run:
+        print(format_dry_run(runner.dry_run_tasks(runner.label_tasks(plan))))
+        return 0
+    summary = runner.label(plan, Path(args.output))
+    if not args.quiet:
+        print(summary)
+    return 0
+
+
+def _runner(registry: Any, config: Any, quiet: bool) -> Any:
+    """A runner on the executor and devices of ``config`` (devices checked first)."""
+    from fiqabench.executors import make_executor
+    from fiqabench.runner import Runner
+
+    for device in config.devices or [config.device]:
+        _check_device(device)
+    executor = make_executor(config.executor, registry, config.devices or [config.device],
+                             address=config.ray_address) if config.executor != "local" else None
+    return Runner(registry, config, progress=_progress_factory(quiet), executor=executor)
 
 
 def _check_device(device: str) -> None:
@@ -447,10 +523,19 @@ def cmd_train(args: argparse.Namespace) -> int:
     given.update(_key_values(args.option, "--option"))
     options = entry.resolve_options(given)
     inputs: dict[str, Any] = {}
+    labels = None
+    if "labels" in entry.inputs:
+        labels, dataset_input, fr_default = _labels_input(registry, args)
+        inputs["dataset"] = dataset_input
+        entry = dataclasses.replace(entry, inputs={**entry.inputs, "fr_model": entry.inputs.get("fr_model") or fr_default})
+    elif args.labels:
+        raise ConfigError(f"trainer {entry.name!r} takes no --labels")
     for kind, flag, name, option_flag, option_values in (
         ("dataset", "--dataset", args.dataset, "--dataset-option", args.dataset_option),
         ("fr_model", "--fr-model", args.fr_model, "--fr-option", args.fr_option),
     ):
+        if kind == "dataset" and labels is not None:
+            continue  # the labels' own dataset (above)
         if kind not in entry.inputs:
             if name or option_values:
                 raise ConfigError(f"trainer {entry.name!r} takes no {flag}")
@@ -467,11 +552,42 @@ def cmd_train(args: argparse.Namespace) -> int:
     _check_device(args.device)
     train = entry.load()
     built = {kind: spec.build(opts, args.device, resolved=True) for kind, (spec, opts) in inputs.items()}
+    if labels is not None:
+        manifest = built["dataset"].manifest_digest()
+        if manifest != labels.dataset["manifest"]:
+            raise ConfigError(
+                f"--labels {args.labels}: dataset {labels.dataset['name']!r} has changed since the labels were"
+                f" computed (manifest {manifest[:12]}, labels {str(labels.dataset['manifest'])[:12]})"
+            )
+        built["labels"] = labels
     # Trainers count their own units (steps, images): the bar says "it".
     progress = None if args.quiet else _progress_factory(False, unit="it")
     path = train(options=options, device=args.device, output=Path(args.output), progress=progress, **built)
     print(f"wrote {path}")
     return 0
+
+
+def _labels_input(registry: Any, args: argparse.Namespace) -> tuple[Any, tuple[Any, dict[str, Any]], str | None]:
+    """``--labels``: the label folder, its dataset rebuilt from the provenance (``--dataset-option``
+    may relocate it, e.g. ``root=``; the manifest must still match) and the FR model inside the
+    labelling method (the default backbone, as in the paper: CosFace for both)."""
+    from fiqabench.labels import read_labels
+
+    if not args.labels:
+        raise ConfigError(f"trainer {args.name!r} needs --labels LABELS (write them with `fiqabench label`)")
+    labels = read_labels(args.labels)
+    info = labels.dataset
+    if args.dataset and args.dataset != info.get("name"):
+        raise ConfigError(f"--dataset {args.dataset}: the labels in {args.labels} were computed on {info.get('name')!r}")
+    spec = registry.get("dataset", str(info.get("name")))
+    given = dict(info.get("options") or {})
+    given.update(_key_values(args.dataset_option, "--dataset-option"))
+    options = spec.resolve_options(given)
+    reason = spec.unavailable_reason(options)
+    if reason:
+        raise ConfigError(f"--labels {args.labels}: dataset {spec.name!r} is unavailable: {reason}"
+                          " (relocate it with --dataset-option root=DIR)")
+    return labels, (spec, options), labels.provenance.get("quality_fr_model_name")
 
 
 COMMANDS = {
@@ -482,6 +598,7 @@ COMMANDS = {
     "report": cmd_report,
     "cache": cmd_cache,
     "train": cmd_train,
+    "label": cmd_label,
 }
 
 

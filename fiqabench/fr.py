@@ -7,6 +7,7 @@ Importing this module imports torch; the core only does so when a model is built
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Sequence
 
 import numpy as np
@@ -140,6 +141,21 @@ def rgb_uint8_to_unit(images: np.ndarray, device: torch.device | str = "cpu") ->
     return tensor.permute(0, 3, 1, 2).float().div_(255.0)
 
 
+def to_input_space(rgb01: torch.Tensor, space: InputSpace) -> torch.Tensor:
+    """Float RGB ``(N, 3, h, w)`` in nominal [0, 1] -> ``space`` (resized with antialiasing,
+    channels reordered, normalised); differentiable."""
+    if rgb01.ndim != 4 or rgb01.shape[1] != 3:
+        raise ConfigError(f"expected a float tensor (N, 3, H, W), got shape {tuple(rgb01.shape)}")
+    x = rgb01.float()
+    if tuple(x.shape[-2:]) != tuple(space.size):
+        x = F.interpolate(x, size=tuple(space.size), mode="bilinear", align_corners=False, antialias=True)
+    if space.channel_order == "BGR":
+        x = x.flip(1)
+    mean = torch.tensor(space.mean, device=x.device).view(1, 3, 1, 1)
+    std = torch.tensor(space.std, device=x.device).view(1, 3, 1, 1)
+    return (x - mean) / std
+
+
 class TorchFRModel:
     """An FR model made of a ``trunk`` and a ``head`` module.
 
@@ -165,6 +181,7 @@ class TorchFRModel:
         device: torch.device | str = "cpu",
         capabilities: FRCapabilities | None = None,
         batch_size: int = 64,
+        network: nn.Module | None = None,
     ) -> None:
         self.name = name
         self.version = version
@@ -175,6 +192,10 @@ class TorchFRModel:
         self._device = torch.device(device)
         self._trunk = trunk.to(self._device).eval()
         self._head = head.to(self._device).eval()
+        #: The whole network as one module (trunk then head), with the parameter names of its
+        #: weight file: what distillation trainers copy and fine-tune.
+        self.network = network.to(self._device).eval() if network is not None else nn.Sequential(
+            OrderedDict(trunk=self._trunk, head=self._head))
         for param in list(self._trunk.parameters()) + list(self._head.parameters()):
             param.requires_grad_(False)
         has_dropout = any(isinstance(m, nn.Dropout) for m in self._head.modules())
@@ -185,10 +206,6 @@ class TorchFRModel:
             unnormalised_embedding=True,
         )
         self.batch_size = batch_size
-        order = [0, 1, 2] if input_space.channel_order == "RGB" else [2, 1, 0]
-        self._channel_index = torch.tensor(order, device=self._device)
-        self._mean = torch.tensor(input_space.mean, device=self._device).view(1, 3, 1, 1)
-        self._std = torch.tensor(input_space.std, device=self._device).view(1, 3, 1, 1)
 
     @property
     def device(self) -> torch.device:
@@ -196,14 +213,7 @@ class TorchFRModel:
 
     def to_input_space(self, rgb01: torch.Tensor) -> torch.Tensor:
         """Float RGB ``(N, 3, h, w)`` in nominal [0, 1] -> input space; differentiable."""
-        if rgb01.ndim != 4 or rgb01.shape[1] != 3:
-            raise ConfigError(f"expected a float tensor (N, 3, H, W), got shape {tuple(rgb01.shape)}")
-        x = rgb01.to(self._device, torch.float32)
-        if tuple(x.shape[-2:]) != tuple(self.input_space.size):
-            x = F.interpolate(x, size=self.input_space.size, mode="bilinear", align_corners=False, antialias=True)
-        if self.input_space.channel_order == "BGR":
-            x = x.index_select(1, self._channel_index)
-        return (x - self._mean) / self._std
+        return to_input_space(rgb01.to(self._device), self.input_space)
 
     def preprocess(self, images: np.ndarray) -> torch.Tensor:
         return self.to_input_space(rgb_uint8_to_unit(images, self._device))

@@ -39,6 +39,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "fiqabench_plugins.magface",
     "fiqabench_plugins.ser_fiq",
     "fiqabench_plugins.faceqan",
+    "fiqabench_plugins.distilled",
     "fiqabench_plugins.fr_models",
     "fiqabench_plugins.dlib",
     "fiqabench_plugins.datasets",

@@ -321,14 +321,16 @@ class TrainerSpec(ComponentSpec):
     kind: ClassVar[str] = "trainer"
     #: Components the CLI resolves from the registry, builds and passes as keyword arguments:
     #: ``{"dataset": "synthetic-train"}`` takes ``dataset=`` (default synthetic-train; None:
-    #: required unless an option replaces it), ``{"fr_model": None}`` takes ``fr_model=``.
+    #: required unless an option replaces it), ``{"fr_model": None}`` takes ``fr_model=``;
+    #: ``{"labels": None}`` takes ``labels=`` (a :class:`fiqabench.labels.Labels` from ``--labels``)
+    #: and ``dataset=`` (the dataset the labels were computed on, rebuilt from their provenance).
     inputs: Mapping[str, str | None] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        unknown = set(self.inputs) - {"dataset", "fr_model"}
+        unknown = set(self.inputs) - {"dataset", "fr_model", "labels"}
         if unknown:
-            raise _Invalid(f"inputs may name dataset and fr_model, not {', '.join(sorted(unknown))}")
+            raise _Invalid(f"inputs may name dataset, fr_model and labels, not {', '.join(sorted(unknown))}")
 
 
 SPECS: dict[str, type[ComponentSpec]] = {

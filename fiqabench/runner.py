@@ -9,15 +9,20 @@ builds the results document from the cache. Writing outputs is :mod:`fiqabench.o
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from fiqabench.assemble import assemble
 from fiqabench.cache import Cache
 from fiqabench.config import RunConfig
+from fiqabench.errors import ConfigError
+from fiqabench.labels import write_labels
 from fiqabench.executors import Executor, LocalExecutor, ProgressFactory, null_progress
 from fiqabench.plan import Component, DatasetPlan, MethodPlan, Plan, build_plan, sample_seeds
 from fiqabench.registry import Registry
-from fiqabench.tasks import Task, Workspace, cache_root, make_tasks
+from fiqabench.tasks import Task, Workspace, cache_root, make_label_tasks, make_tasks
 
 __all__ = [
     "Component", "DatasetPlan", "MethodPlan", "Plan", "Runner", "build_plan", "null_progress", "sample_seeds",
@@ -56,10 +61,46 @@ class Runner:
         self.executor.run(tasks, self.cache, self.progress)
         return assemble(plan, tasks, self.config, self.registry, self.workspace, self.cache)
 
+    def label_tasks(self, plan: Plan) -> list[Task]:
+        return make_label_tasks(plan, self.config, self.workspace)
+
+    def label(self, plan: Plan, output: Path) -> str:
+        """``fiqabench label``: the plan's one method over its one dataset as a ``label`` task
+        (sharded, cached, resumable, on this runner's executor), merged in sample order into a
+        label folder (:mod:`fiqabench.labels`). Returns a one-line summary."""
+        (task,) = self.label_tasks(plan)
+        if output.exists() and not output.is_dir():
+            raise ConfigError(f"--output {output}: exists and is not a folder")
+        self.cache.ensure()
+        self.executor.run([task], self.cache, self.progress)
+        samples = self.workspace.get(task.dataset).samples()
+        # shards are sample ranges: reading them in index order is the merge, whatever the split
+        scores = task.entry(self.cache).read_shards(task.n_items)["quality"]
+        provenance = {
+            "method": task.payload["method"],
+            "quality_fr_model": task.payload["quality_fr_model"],
+            "quality_fr_model_name": task.fr_model["name"] if task.fr_model else None,
+            # the registered name and options as given rebuild the dataset for training (paths
+            # kept); the fingerprint (paths by digest) and the manifest say what it was
+            "dataset": {"name": task.dataset["name"], "spec": task.dataset_spec,
+                        "options": dict(task.dataset["options"]), "fingerprint": task.payload["dataset"]["options"],
+                        "manifest": task.payload["manifest"]},
+            "seed": task.seed,
+            "cache_key": task.key,
+            "versions": _versions(),
+        }
+        write_labels(output, samples=samples.ids, identities=samples.subjects, scores=scores, provenance=provenance)
+        failed = int(np.isnan(scores).sum())
+        return (f"{len(scores) - failed} labels of {task.label.split(' ', 1)[1]} written to {output}"
+                + (f" ({failed} failed images left out)" if failed else ""))
+
     def dry_run(self, plan: Plan) -> list[dict[str, Any]]:
         """Per task: shards cached / missing, images still to process, estimated seconds left."""
+        return self.dry_run_tasks(self.tasks(plan))
+
+    def dry_run_tasks(self, tasks: Sequence[Task]) -> list[dict[str, Any]]:
         rows = []
-        for task in self.tasks(plan):
+        for task in tasks:
             missing = task.missing_shards(self.cache)
             if task.kind == "compare":
                 cached, items_left = (0 if missing else 1), 0
@@ -75,6 +116,18 @@ class Runner:
                 "cost_source": task.cost_source if task.kind != "compare" else None,
             })
         return rows
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {}
+    for name in ("torch", "pluggy"):
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            pass
+    return found
 
 
 def format_dry_run(rows: Sequence[dict[str, Any]]) -> str:

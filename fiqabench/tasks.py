@@ -144,23 +144,43 @@ def make_tasks(plan: Plan, config: Any, workspace: Workspace, cache: Cache) -> l
                     seen.add(task.key)
                     tasks.append(task)
         for mplan in dplan.methods:
-            method = mplan.component
-            payload = {
-                "method": method.fingerprint(),
-                "quality_fr_model": mplan.quality_fr.fingerprint() if mplan.quality_fr else None,
-                **part,
-                "seed": int(config.seed),
-            }
-            cost, source = _cost(cache, "quality", ds_spec, method.entry.spec, method.entry.cost_ms_per_image)
-            task = Task("quality", cache_key(payload), ds_spec, method.entry.spec, n_samples,
-                        _shard_size("quality", cost, int(config.batch_size)), dplan.component.ref(),
-                        fr_model=mplan.quality_fr.ref() if mplan.quality_fr else None, method=method.ref(),
-                        payload=payload, seed=int(config.seed), batch_size=int(config.batch_size),
-                        on_failure=config.on_failure, cost_ms=cost, cost_source=source)
+            task = _quality_task("quality", dplan, mplan, part, n_samples, config, cache)
             if task.key not in seen:
                 seen.add(task.key)
                 tasks.append(task)
     return tasks
+
+
+def make_label_tasks(plan: Plan, config: Any, workspace: Workspace) -> list[Task]:
+    """The ``label`` tasks of a plan (one per dataset x method; no embed or compare work). Their
+    keys are those of the ``quality`` tasks of the same components, so labels and benchmark scores
+    share the cache: neither computes what the other has."""
+    tasks = []
+    cache = Cache(cache_root(config.cache_dir))
+    for dplan in plan.datasets:
+        dataset = workspace.get(dplan.component.ref())
+        part = dataset_part(dplan.component, dataset.manifest_digest())
+        for mplan in dplan.methods:
+            tasks.append(_quality_task("label", dplan, mplan, part, len(dataset.samples()), config, cache))
+    return tasks
+
+
+def _quality_task(kind: str, dplan: Any, mplan: Any, part: Mapping[str, Any], n_samples: int, config: Any,
+                  cache: Cache) -> Task:
+    method = mplan.component
+    payload = {
+        "method": method.fingerprint(),
+        "quality_fr_model": mplan.quality_fr.fingerprint() if mplan.quality_fr else None,
+        **part,
+        "seed": int(config.seed),
+    }
+    ds_spec = part["dataset"]["name"]
+    cost, source = _cost(cache, "quality", ds_spec, method.entry.spec, method.entry.cost_ms_per_image)
+    return Task(kind, cache_key(payload), ds_spec, method.entry.spec, n_samples,
+                _shard_size("quality", cost, int(config.batch_size)), dplan.component.ref(),
+                fr_model=mplan.quality_fr.ref() if mplan.quality_fr else None, method=method.ref(),
+                payload=payload, seed=int(config.seed), batch_size=int(config.batch_size),
+                on_failure=config.on_failure, cost_ms=cost, cost_source=source)
 
 
 def _shard_size(kind: str, cost_ms: float, batch_size: int = 1) -> int:

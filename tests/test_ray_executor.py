@@ -93,3 +93,20 @@ def test_cache_root_must_be_visible_to_every_worker(tmp_path: Path, local_ray: N
     executor = RayExecutor(registry, workers=1)
     with pytest.raises(ConfigError, match="cannot see the cache root"):
         executor._actors(ray, Cache(tmp_path), str(tmp_path / "no-probe-here"))
+
+
+def test_ray_label_job_merges_to_the_local_bytes(tmp_path: Path, local_ray: None,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """``fiqabench label``'s merge: the Ray executor's shards (spread over 2 workers) give the
+    label folder of the local executor, byte for byte."""
+    monkeypatch.setenv("FIQABENCH_SHARD_SIZE", "40")
+    registry = Registry(get_plugin_manager(entry_points=False, plugins_dirs=[FIXTURE_PLUGINS]))
+    folders = {}
+    for executor in ("local", "ray"):
+        config = RunConfig(datasets=["toy"], methods=["random"], cache_dir=str(tmp_path / executor), batch_size=20)
+        runner = Runner(registry, config, executor=RayExecutor(registry) if executor == "ray" else None)
+        folders[executor] = tmp_path / f"labels-{executor}"
+        runner.label(build_plan(registry, config), folders[executor])
+    for name in ("labels.csv", "provenance.json"):
+        assert (folders["ray"] / name).read_bytes() == (folders["local"] / name).read_bytes()
+    assert len(list((tmp_path / "ray").rglob("quality/*/random@1/*/part-*.npz"))) > 1

@@ -26,7 +26,9 @@ from fiqabench.tasks import Task, Workspace, fill
 
 log = logging.getLogger("fiqabench")
 
-ProgressFactory = Callable[[int, str], Any]
+#: ``progress(total, desc, initial)`` -> a bar with ``update(n)`` and ``close()``; ``initial``
+#: items were cached before this run (counted done, but not in the rate or the ETA).
+ProgressFactory = Callable[..., Any]
 
 #: Stages run in order; tasks within a stage are independent.
 STAGES = (("embed",), ("compare",), ("quality", "label"))
@@ -46,7 +48,7 @@ class _NullBar:
         pass
 
 
-def null_progress(total: int, desc: str) -> _NullBar:
+def null_progress(total: int, desc: str, initial: int = 0) -> _NullBar:
     return _NullBar()
 
 
@@ -55,6 +57,10 @@ def available_cores() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # macOS
         return os.cpu_count() or 1
+
+
+def cached_items(task: Task, missing: Sequence[tuple[int, int]]) -> int:
+    return task.n_items - sum(hi - lo for lo, hi in missing)
 
 
 def staged(tasks: Sequence[Task]) -> list[list[Task]]:
@@ -84,8 +90,7 @@ class LocalExecutor:
             if not shards:
                 continue
             total = task.n_items if task.kind != "compare" else 0
-            bar = progress(total, task.label) if total else _NullBar()
-            bar.update(task.n_items - sum(hi - lo for lo, hi in shards) if total else 0)
+            bar = progress(total, task.label, initial=cached_items(task, shards)) if total else _NullBar()
             for lo, hi in shards:
                 fill(task, lo, hi, self.workspace, cache, on_batch=bar.update)
             bar.close()
@@ -109,7 +114,8 @@ class LocalExecutor:
             todo.put(None)  # one stop signal per worker
         for worker in workers:
             worker.start()
-        bars = {t.key: progress(t.n_items, t.label) for t in stage if t.kind != "compare"}
+        bars = {t.key: progress(t.n_items, t.label, initial=cached_items(t, t.missing_shards(cache)))
+                for t in stage if t.kind != "compare"}
         remaining = len(jobs)
         try:
             while remaining:

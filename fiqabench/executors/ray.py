@@ -35,7 +35,7 @@ from typing import Any
 
 from fiqabench.cache import Cache
 from fiqabench.errors import ConfigError, FiqabenchError, MissingArtifactError
-from fiqabench.executors import ProgressFactory, null_progress, staged
+from fiqabench.executors import ProgressFactory, cached_items, null_progress, staged
 from fiqabench.tasks import Task
 
 log = logging.getLogger("fiqabench")
@@ -145,7 +145,9 @@ class RayExecutor:
                   progress: ProgressFactory) -> None:
         from ray.exceptions import RayActorError
 
-        bars = {t.key: progress(t.n_items, t.label) for t in stage if t.kind != "compare"}
+        bars = {t.key: progress(t.n_items, t.label,
+                                initial=cached_items(t, [(lo, hi) for task, lo, hi in jobs if task.key == t.key]))
+                for t in stage if t.kind != "compare"}
         pending = list(jobs)
         running: dict[Any, Any] = {}
         idle = list(actors)

@@ -69,6 +69,7 @@ def build(name: str, *, options: Mapping[str, Any], device: str | torch.device =
         device=device,
         capabilities=capabilities_for(name)(options),
         batch_size=int(options.get("batch_size") or 64),
+        network=net,
     )
 
 
