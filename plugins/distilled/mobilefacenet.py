@@ -78,7 +78,9 @@ class Residual(nn.Module):
 
     def __init__(self, channels: int, blocks: int, width: int) -> None:
         super().__init__()
-        self.model = nn.Sequential(*[DepthWise(channels, channels, width, 1, residual=True) for _ in range(blocks)])
+        self.model = nn.Sequential(
+            *[DepthWise(channels, channels, width, 1, residual=True) for _ in range(blocks)]
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)

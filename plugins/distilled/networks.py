@@ -62,6 +62,7 @@ ARCHS = ("embedded", "iresnet18", "iresnet50", "iresnet100", "mobilefacenet")
 EDIFFIQA_VARIANTS = {"T": "mobilefacenet", "S": "iresnet18", "M": "iresnet50", "L": "iresnet100"}
 KINDS = ("diffiqa-r", "ediffiqa")
 DISPLAY_NAMES = {"diffiqa-r": "DifFIQA(R)", "ediffiqa": "eDifFIQA"}
+_ARTICLES = {"diffiqa-r": "a", "ediffiqa": "an"}
 #: Hidden width of eDifFIQA's MLP head (``model/mlp.py`` default, ``hidden_dim: 1024`` in every config).
 HIDDEN_SIZE = 1024
 #: Embedding size of the official iResNet / MobileFaceNet backbones.
@@ -211,7 +212,8 @@ def _layout(state: Mapping[str, Any]) -> tuple[str | None, str, str]:
     for kind, (base, head) in _PREFIXES.items():
         if tops == sorted((base, head)):
             arch = _backbone_arch({key[len(base) + 1 :] for key in state if key.startswith(base + ".")})
-            return kind, arch, f"has keys {base}.* and {head}.*: a {DISPLAY_NAMES[kind]} checkpoint"
+            what = f"{_ARTICLES[kind]} {DISPLAY_NAMES[kind]} checkpoint"
+            return kind, arch, f"has keys {base}.* and {head}.*: {what}"
     arch = _backbone_arch(set(state))
     if arch != "unknown":
         return None, arch, f"has the keys of a bare {arch} backbone without a quality head: an FR backbone"
@@ -229,16 +231,18 @@ def load_official(kind: str, arch: str, path: str | Path, device: str | torch.de
     another kind, another backbone or no state dict at all one line naming the file and what it
     looks like (:class:`~fiqabench.errors.InputFormatError`).
     """
-    from fiqabench_plugins.fr_models.checkpoints import read_checkpoint, state_dict_for
+    # CR-FIQA's reader: weights-only load, {"state_dict": ...} unwrapped, "module." stripped,
+    # tensors only, every failure one line naming the file
+    from fiqabench_plugins.cr_fiqa.official import read_checkpoint
 
     _check(kind, arch)
     path = Path(path)
-    # state_dict_for's generic branch: unwrap {"state_dict": ...}, strip "module.", tensors only.
-    state = state_dict_for(kind, read_checkpoint(path), path)
+    state = {key: value.float() if value.is_floating_point() else value
+             for key, value in read_checkpoint(path).items()}
     found, found_arch, description = _layout(state)
     name = DISPLAY_NAMES[kind]
     if found != kind:
-        what = name if found is not None else f"a {name} checkpoint"
+        what = name if found is not None else f"{_ARTICLES[kind]} {name} checkpoint"
         raise InputFormatError(path, None, None, f"{description}, not {what}")
     if found_arch != arch:
         raise InputFormatError(path, None, None, f"{description} whose backbone is {found_arch}, not {arch}")
@@ -264,7 +268,9 @@ def load_official(kind: str, arch: str, path: str | Path, device: str | torch.de
                 f"{len(shapes)} shape mismatch(es) (first: {key} is {tuple(state[key].shape)},"
                 f" expected {tuple(expected[key].shape)})"
             )
-        raise InputFormatError(path, None, None, f"not a {name} {arch} checkpoint: {', '.join(parts)}")
+        raise InputFormatError(
+            path, None, None, f"not {_ARTICLES[kind]} {name} {arch} checkpoint: {', '.join(parts)}"
+        )
     net.load_state_dict(state, strict=True, assign=True)
     return net.to(device).eval()
 
@@ -332,4 +338,6 @@ def load_onnx(path: str | Path, device: str | torch.device = "cpu") -> OnnxQuali
             failure = failure or (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             continue
         return net.eval()
-    raise ConfigError(f"{path}: the ONNX graph does not map (N, 3, 112, 112) images to (N,) qualities ({failure})")
+    raise ConfigError(
+        f"{path}: the ONNX graph does not map (N, 3, 112, 112) images to (N,) qualities ({failure})"
+    )
