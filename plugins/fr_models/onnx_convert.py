@@ -8,7 +8,11 @@ style FR networks exported by torch, MXNet or insightface contain:
 
 Conv, BatchNormalization (inference form), PRelu, Relu, LeakyRelu, Sigmoid, Tanh, Clip, Add, Sub,
 Mul, Div, Gemm, MatMul, Flatten, Reshape, Squeeze, Unsqueeze, Transpose, Concat, Shape, Gather,
-Cast, MaxPool, AveragePool, GlobalAveragePool, Constant, Identity, Dropout (inference: identity).
+Cast, MaxPool, AveragePool, GlobalAveragePool, Constant, Identity, Dropout (inference: identity);
+and, for quality heads and L2-normalised embeddings (eDifFIQA(T): GELU exports as Erf-based ops
+or, from opset 20, Gelu; ``torch.norm`` as ReduceL2; ``F.normalize`` adds Expand), Erf, Gelu,
+Sqrt, Pow, Max, Min, Expand, ReduceL2, ReduceSum, ReduceMean (axes as an attribute or, from
+opset 13/18, as an input).
 
 Any other operator is refused when the file is converted, with one line naming the operator and
 the node. No ONNX Runtime fallback is offered: a black box would not give the input gradients
@@ -224,6 +228,52 @@ def _cast(attrs: dict[str, Any], node: str) -> Op:
     return run
 
 
+def _reduce(kind: str, attrs: dict[str, Any], node: str) -> Op:
+    keepdims = bool(attrs.get("keepdims", 1))
+    noop = bool(attrs.get("noop_with_empty_axes", 0))
+
+    def run(x: torch.Tensor, axes: torch.Tensor | None = None) -> torch.Tensor:
+        dims = _axes(attrs, axes)
+        if not dims:  # no axes: every axis, unless noop_with_empty_axes makes it the identity
+            if noop:
+                return x
+            dims = list(range(x.ndim))
+        dims = [d % x.ndim for d in dims]
+        if kind == "ReduceL2":
+            return torch.linalg.vector_norm(x, 2, dim=dims, keepdim=keepdims)
+        if kind == "ReduceSum":
+            return torch.sum(x, dim=dims, keepdim=keepdims)
+        return torch.mean(x, dim=dims, keepdim=keepdims)
+
+    return run
+
+
+def _gelu(attrs: dict[str, Any], node: str) -> Op:
+    approximate = attrs.get("approximate", b"none")
+    approximate = approximate.decode() if isinstance(approximate, bytes) else str(approximate)
+    if approximate not in ("none", "tanh"):
+        raise ConfigError(f"ONNX node {node!r}: Gelu approximate={approximate} is not supported")
+    return lambda x: F.gelu(x, approximate=approximate)
+
+
+def _expand(attrs: dict[str, Any], node: str) -> Op:
+    def run(x: torch.Tensor, shape: torch.Tensor) -> torch.Tensor:
+        # numpy-style broadcast of the input and the shape (either may have the larger rank)
+        return x.expand(torch.broadcast_shapes(tuple(x.shape), tuple(int(v) for v in shape.tolist())))
+
+    return run
+
+
+def _variadic(fn: Op) -> Callable[[dict[str, Any], str], Op]:
+    def run(*xs: torch.Tensor) -> torch.Tensor:
+        out = xs[0]
+        for x in xs[1:]:
+            out = fn(out, x)
+        return out
+
+    return lambda attrs, node: run
+
+
 def _simple(fn: Op) -> Callable[[dict[str, Any], str], Op]:
     return lambda attrs, node: fn
 
@@ -260,6 +310,16 @@ _BUILDERS: dict[str, Callable[[dict[str, Any], str], Op]] = {
     "GlobalAveragePool": _simple(lambda x: x.mean(dim=tuple(range(2, x.ndim)), keepdim=True)),
     "Identity": _simple(lambda x: x),
     "Dropout": _simple(lambda x, *rest: x),
+    "Erf": _simple(torch.erf),
+    "Gelu": _gelu,
+    "Sqrt": _simple(torch.sqrt),
+    "Pow": _simple(lambda x, y: torch.pow(x, y).to(x.dtype)),  # the output has the base's type
+    "Max": _variadic(torch.maximum),
+    "Min": _variadic(torch.minimum),
+    "Expand": _expand,
+    "ReduceL2": lambda attrs, node: _reduce("ReduceL2", attrs, node),
+    "ReduceSum": lambda attrs, node: _reduce("ReduceSum", attrs, node),
+    "ReduceMean": lambda attrs, node: _reduce("ReduceMean", attrs, node),
 }
 
 SUPPORTED_OPS: tuple[str, ...] = tuple(sorted([*_BUILDERS, "Constant"]))
