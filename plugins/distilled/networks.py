@@ -49,6 +49,8 @@ __all__ = [
     "DifFIQARNet",
     "EDifFIQANet",
     "OnnxQualityNet",
+    "assemble",
+    "backbone_arch",
     "backbone_parameters",
     "build_backbone",
     "build_network",
@@ -162,7 +164,18 @@ def build_network(kind: str, arch: str) -> DifFIQARNet | EDifFIQANet:
     """A freshly initialised ``diffiqa-r`` or ``ediffiqa`` network on ``arch``."""
     _check(kind, arch)
     backbone, size = build_backbone(arch)
-    return DifFIQARNet(backbone, size) if kind == "diffiqa-r" else EDifFIQANet(backbone, size)
+    return assemble(kind, backbone, size)
+
+
+def assemble(kind: str, backbone: nn.Module, feature_size: int) -> DifFIQARNet | EDifFIQANet:
+    """A ``kind`` network around a given backbone (the trainers' copy of an FR model's network)."""
+    _check(kind)
+    return DifFIQARNet(backbone, feature_size) if kind == "diffiqa-r" else EDifFIQANet(backbone, feature_size)
+
+
+def backbone_arch(backbone: nn.Module) -> str:
+    """The :data:`ARCHS` name of a backbone module, from its parameter names."""
+    return _backbone_arch(set(backbone.state_dict()))
 
 
 def _parts(net: nn.Module) -> tuple[nn.Module, nn.Module]:

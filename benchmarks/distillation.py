@@ -1,0 +1,177 @@
+"""DifFIQA(R) and eDifFIQA against DifFIQA on the default embedded benchmark (prints Markdown).
+
+Usage::
+
+    .venv/bin/python benchmarks/distillation.py [--output DIR] [--cache-dir DIR] [--threads 1]
+                                                [--bootstrap 2000] [--rounds 7] [--labels LABELS]
+
+1. **Agreement and accuracy**: one ``fiqabench run --datasets synthetic`` through the CLI with
+   ``diffiqa``, ``diffiqa-r``, ``ediffiqa`` (shipped weights), ``embedding-norm`` and ``random``;
+   Spearman rank correlation of each distilled method's scores with DifFIQA's over the 1,000
+   images (target >= 0.9; the embedding norm is printed as the floor it must clear), normalised
+   pAUC@0.2/0.3, and the paired cluster bootstrap over identities of each method's pAUC@0.3
+   minus DifFIQA's (``identity_bootstrap.py``; target: within 0.05 or better).
+2. **Speed**: ms per image of ``diffiqa-r`` and ``ediffiqa`` and of one inference forward pass of
+   the backbone they were distilled from (SynthArcFace: preprocess + trunk + head, batches of 64),
+   interleaved rounds, ratio per round, median (target <= 1.2x); DifFIQA's ms per image on a
+   subset in the same rounds, and the speed-up (the paper: 1,074.62 / 1.24 ms = ~870x on an
+   RTX 3090 with iResNet-100 at 112 px).
+3. With ``--labels``: the label set the shipped weights were trained on (size, identities, the
+   label job's CPU time from the batch timings in the cache).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from identity_bootstrap import identity_bootstrap, load_qualities
+
+DISTILLED = ("diffiqa-r", "ediffiqa")
+METHODS = ("diffiqa",) + DISTILLED + ("embedding-norm", "random")
+#: DifFIQA paper Table 3 (RTX 3090, official code): ms per image.
+PAPER_MS = {"diffiqa": 1074.62, "diffiqa-r": 1.24}
+
+
+def quality(args: argparse.Namespace) -> None:
+    from scipy.stats import spearmanr
+
+    from fiqabench_plugins.synthetic.dataset import build
+
+    tmp = Path(tempfile.mkdtemp(prefix="distillation-"))
+    out = args.output or tmp / "run"
+    cache = args.cache_dir or tmp / "cache"
+    command = [sys.executable, "-m", "fiqabench", "run", "-q", "--datasets", "synthetic", "--methods", ",".join(METHODS),
+               "--seed", "0", "--output", str(out), "--cache-dir", str(cache), "--formats", "csv"]
+    print(f"$ OMP_NUM_THREADS={args.threads} fiqabench run --datasets synthetic --methods {','.join(METHODS)} --seed 0")
+    start = time.perf_counter()
+    subprocess.run(command, check=True, env={**os.environ, "OMP_NUM_THREADS": str(args.threads)})
+    print(f"\nrun: {time.perf_counter() - start:.0f} s wall, output {out}\n")
+    doc = json.loads((out / "results.json").read_text())
+    rows = {r["method"]: r for r in doc["results"] if r["dataset"] == "synthetic"}
+    ids = build("synthetic", {}).samples().ids
+    reference = load_qualities(out, "diffiqa", ids)
+    print("| method | Spearman with diffiqa | pAUC@0.2 | pAUC@0.3 | ms / image (run) |")
+    print("|---|---|---|---|---|")
+    for name in METHODS:
+        rho = spearmanr(load_qualities(out, name, ids), reference)[0]
+        runtime = rows[name].get("runtime_ms_per_image") or {}
+        ms = f"{runtime['median']:.2f}" if runtime.get("median") is not None else "-"
+        print(f"| {name} | {rho:.3f} | {rows[name]['pauc']['0.2']:.3f} | {rows[name]['pauc']['0.3']:.3f} | {ms} |")
+    if args.bootstrap > 0:
+        variants = {name: (out, name) for name in ("diffiqa",) + DISTILLED + ("embedding-norm",)}
+        print(f"\nIdentity bootstrap against diffiqa ({args.bootstrap} replicates, paired, threshold fixed):")
+        print(identity_bootstrap(variants, "diffiqa", args.bootstrap))
+
+
+def speed(args: argparse.Namespace) -> None:
+    import torch
+
+    from fiqabench.api import SampleBatch
+    from fiqabench.fr import derive_seeds
+    from fiqabench_plugins.diffiqa.method import factory as build_diffiqa
+    from fiqabench_plugins.distilled.method import DistilledMethod
+    from fiqabench_plugins.synthetic.dataset import build
+    from fiqabench_plugins.synthetic.model import build as build_arcface
+
+    torch.set_num_threads(args.threads)
+    torch.set_flush_denormal(True)
+    data = build("synthetic", {})
+    n, n_slow = args.images, args.diffiqa_images
+    images = data.read_images(list(range(0, 10 * n, 10)))
+    batch = SampleBatch(ids=tuple(f"s{i}" for i in range(n)), images=images, metadata=({},) * n,
+                        seeds=derive_seeds(np.arange(n), 7))
+    slow = SampleBatch(ids=batch.ids[:n_slow], images=images[:n_slow], metadata=({},) * n_slow, seeds=batch.seeds[:n_slow])
+    arcface = build_arcface(options={}, device="cpu")
+    methods = {name: DistilledMethod(name, options={}, device="cpu") for name in DISTILLED}
+    diffiqa = build_diffiqa(options={}, device="cpu")
+
+    def forward() -> None:
+        with torch.inference_mode():
+            for start in range(0, n, 64):
+                arcface.forward(arcface.preprocess(images[start:start + 64]))
+
+    timers = {"fwd(SynthArcFace)": (forward, n)}
+    timers.update({name: ((lambda m=m: m.score(batch)), n) for name, m in methods.items()})
+    timers["diffiqa"] = (lambda: diffiqa.score(slow, fr_model=arcface), n_slow)
+    for fn, _ in timers.values():  # warm-up
+        fn()
+    times: dict[str, list[float]] = {name: [] for name in timers}
+    for round_index in range(args.rounds):
+        order = list(timers.items())
+        for name, (fn, count) in order if round_index % 2 == 0 else order[::-1]:
+            start = time.perf_counter()
+            fn()
+            times[name].append((time.perf_counter() - start) * 1e3 / count)
+
+    def ratio(name: str, ref: str) -> float:
+        return statistics.median(a / b for a, b in zip(times[name], times[ref]))
+
+    print(f"\n{n} images of the embedded benchmark (32 px; DifFIQA on the first {n_slow}), {args.rounds} interleaved"
+          f" rounds, {args.threads} thread(s)\n")
+    print("| timed | median ms / image | / fwd(SynthArcFace) (target <= 1.2x) | speed-up over diffiqa |")
+    print("|---|---|---|---|")
+    for name in timers:
+        fwd = f"{ratio(name, 'fwd(SynthArcFace)'):.2f}x" if name != "fwd(SynthArcFace)" else "1"
+        up = f"{ratio('diffiqa', name):.0f}x" if name != "diffiqa" else "1"
+        print(f"| {name} | {statistics.median(times[name]):.3f} | {fwd} | {up} |")
+    print(f"\nPaper Table 3 (RTX 3090, iResNet-100, 112 px): DifFIQA {PAPER_MS['diffiqa']} ms, DifFIQA(R) "
+          f"{PAPER_MS['diffiqa-r']} ms: {PAPER_MS['diffiqa'] / PAPER_MS['diffiqa-r']:.0f}x")
+
+
+def label_summary(path: Path, cache: Path | None) -> None:
+    from fiqabench.labels import read_labels
+    from fiqabench_plugins.distilled import DEFAULT_WEIGHTS
+    from fiqabench_plugins.distilled.method import read_metadata
+
+    labels = read_labels(path)
+    prov = labels.provenance
+    print(f"\nLabels {path}: {len(labels)} images of {len(set(labels.identities))} identities, "
+          f"{int(labels.validation.sum())} held out; method {prov['method']['name']}, dataset {prov['dataset']['spec']}"
+          f" {prov['dataset']['options']}, scores {prov['score_min']:.4f}..{prov['score_max']:.4f}")
+    if cache is not None:
+        seconds = images = 0.0
+        for part in (cache / "v1" / "quality").rglob(f"*/{prov['cache_key']}/part-*.npz"):
+            with np.load(part) as shard:
+                seconds += float(shard["batch_seconds"].sum())
+                images += float(shard["batch_images"].sum())
+        if images:
+            print(f"label job: {seconds / 3600:.2f} h of scoring for {images:.0f} images "
+                  f"({1e3 * seconds / images:.0f} ms / image; batch timings in the cache)")
+    for name, weights in DEFAULT_WEIGHTS.items():
+        if weights.is_file():
+            meta = read_metadata(weights)
+            print(f"{name}: {weights.name}, trained with {meta.get('config')}; labels {meta.get('labels')};"
+                  f" best validation loss {float(meta.get('best_validation_loss', 'nan')):.4f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--output", type=Path, default=None, help="run directory (default: a temporary one)")
+    parser.add_argument("--cache-dir", type=Path, default=None, help="cache (default: a temporary one: cold run)")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--bootstrap", type=int, default=2000, help="bootstrap replicates (0: skip)")
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--images", type=int, default=64, help="images per speed round")
+    parser.add_argument("--diffiqa-images", type=int, default=8, help="images DifFIQA scores per speed round")
+    parser.add_argument("--labels", type=Path, default=None, help="label folder of the shipped weights")
+    parser.add_argument("--skip-quality", action="store_true")
+    args = parser.parse_args()
+    if args.labels:
+        label_summary(args.labels, args.cache_dir)
+    if not args.skip_quality:
+        quality(args)
+    speed(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,361 @@
+"""Trainers ``diffiqa-r`` and ``ediffiqa``: fine-tune an FR backbone plus a head on DifFIQA labels.
+
+Both follow the official training scripts (research notes §6 and §7; ``D: diffiqa(r)/train.py``,
+``utils.py``, ``configs/train_config.yaml``; ``E: train.py``, ``prepare_data.py``, ``dataset.py``):
+
+- **data**: the images of a label folder (``fiqabench label``), read through the dataset they
+  were computed on and put into the FR model's own input space (the official transform: 112 px,
+  RGB, ``(x - 0.5) / 0.5``); no augmentation. Labels are min-max normalised over the items kept
+  and every 10th item in ascending score order is held out for validation
+  (:mod:`fiqabench.labels`);
+- **eDifFIQA data preparation** (``prepare_data.py``): the frozen FR model embeds every image;
+  tau = the score at position ``int(0.2 N)`` of the descending scores; an identity's centre is
+  the mean raw embedding of its images scoring >= tau, and identities with fewer than
+  ``min_images`` (10) such images are dropped before normalising and splitting;
+- **model**: the FR model's network (a copy; its dropout layers set to p = 0, as the CosFace
+  backbone's) + ``Linear(d, 1)`` (DifFIQA(R)) or ``d -> 1024 -> GELU -> 1`` (eDifFIQA), in
+  ``train()`` mode throughout, so every BatchNorm's statistics update (the official behaviour);
+- **optimiser**: Adam, head at lr 1e-3, the backbone's last 100 parameter *tensors* at 1e-4
+  (``list(params)[-100:]``; the rest get gradients but no step), no weight decay, no schedule;
+  gradient-norm clipping at 5 over all parameters after unscaling; mixed precision (autocast +
+  GradScaler) on CUDA; batch 128, shuffled (seed 42069), 1 epoch (DifFIQA(R)) or 3 (eDifFIQA);
+- **losses**: :mod:`.losses`;
+- **validation** after each epoch in eval mode, the mean of per-batch losses; the weights kept
+  are those of the best validation loss (the official ``model.pth``).
+
+A checkpoint (``OUTPUT.ckpt``, safetensors: network, Adam moments, scaler, best weights, epoch and
+step) is written every ``checkpoint_steps`` steps and after each epoch; the batch order of an
+epoch depends only on ``(seed, epoch)``, so a rerun with the same options resumes where the
+checkpoint left off, and one with other options refuses.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import os
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from fiqabench.errors import ConfigError
+from fiqabench.labels import Labels, min_max, validation_mask
+
+from . import TRAINER_VERSION
+from . import losses
+from .networks import assemble, backbone_arch, backbone_parameters, head_parameters
+
+log = logging.getLogger("fiqabench")
+
+#: Images per forward pass when embedding with the frozen FR model and when validating.
+EVAL_BATCH = 128
+
+
+class Items:
+    """What one training run sees: dataset indices, normalised labels, the validation split and
+    (eDifFIQA) frozen embeddings and identity centres, row-aligned."""
+
+    def __init__(self, index: np.ndarray, labels: np.ndarray, validation: np.ndarray,
+                 frozen: np.ndarray | None = None, centres: np.ndarray | None = None) -> None:
+        self.index, self.labels, self.validation = index, labels, validation
+        self.frozen, self.centres = frozen, centres
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+
+def diffiqa_r_items(labels: Labels) -> Items:
+    """All labels, min-max normalised, every 10th by score for validation (dataset.py L55-62)."""
+    return Items(labels.index, min_max(labels.scores), validation_mask(labels.scores))
+
+
+def identity_centres(scores: np.ndarray, identities: np.ndarray, embeddings: np.ndarray, *,
+                     top_fraction: float, min_images: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """eDifFIQA ``prepare_data.py`` L40-62: tau is the score at position ``int(top_fraction * N)``
+    of the descending-sorted scores; each identity's centre is the mean raw embedding of its images
+    scoring >= tau; identities with fewer than ``min_images`` such images are dropped.
+
+    Returns (mask of the rows kept, {identity: centre}).
+    """
+    descending = np.sort(np.asarray(scores, dtype=np.float64))[::-1]
+    tau = descending[min(len(descending) - 1, int(top_fraction * len(descending)))]
+    chosen = scores >= tau
+    centres: dict[str, np.ndarray] = {}
+    for identity in np.unique(identities):
+        rows = np.flatnonzero((identities == identity) & chosen)
+        if len(rows) >= min_images:
+            centres[str(identity)] = embeddings[rows].astype(np.float64).mean(axis=0)
+    keep = np.isin(identities, np.asarray(list(centres), dtype=identities.dtype)) if centres else np.zeros(len(scores), bool)
+    return keep, centres
+
+
+def ediffiqa_items(labels: Labels, embeddings: np.ndarray, *, top_fraction: float, min_images: int) -> Items:
+    identities = np.asarray(labels.identities)
+    keep, centres = identity_centres(labels.scores, identities, embeddings, top_fraction=top_fraction,
+                                     min_images=min_images)
+    if not keep.any():
+        descending = np.sort(labels.scores)[::-1]
+        tau = descending[min(len(descending) - 1, int(top_fraction * len(descending)))]
+        _, counts = np.unique(identities[labels.scores >= tau], return_counts=True)
+        raise ConfigError(
+            f"eDifFIQA: no identity has min_images={min_images} images in the top {top_fraction:.0%} of the labels"
+            f" (at most {int(counts.max()) if len(counts) else 0} per identity here); lower --option min_images"
+        )
+    scores = labels.scores[keep]
+    rows = np.flatnonzero(keep)
+    return Items(labels.index[rows], min_max(scores), validation_mask(scores), frozen=embeddings[rows],
+                 centres=np.stack([centres[str(i)] for i in identities[rows]]).astype(np.float32))
+
+
+def _read(dataset: Any, fr_model: Any, index: np.ndarray) -> torch.Tensor:
+    """Images of ``index`` in the FR model's input space (the official transform)."""
+    return fr_model.preprocess(dataset.read_images(index))
+
+
+def frozen_embeddings(dataset: Any, fr_model: Any, index: np.ndarray, progress: Any = None) -> np.ndarray:
+    """The original FR model's raw embeddings (eDifFIQA's precomputed ``cosface-embeddings.pkl``)."""
+    out = []
+    bar = progress(len(index), "embed (frozen FR model)") if progress else None
+    for start in range(0, len(index), EVAL_BATCH):
+        batch = index[start:start + EVAL_BATCH]
+        out.append(fr_model.embed(dataset.read_images(batch)))
+        if bar is not None:
+            bar.update(len(batch))
+    if bar is not None:
+        bar.close()
+    return np.concatenate(out).astype(np.float32) if out else np.zeros((0, 0), np.float32)
+
+
+def backbone_copy(fr_model: Any) -> nn.Module:
+    """A trainable copy of the FR model's network with its dropout layers at p = 0."""
+    network = getattr(fr_model, "network", None)
+    if not isinstance(network, nn.Module):
+        raise ConfigError(
+            f"FR model {getattr(fr_model, 'name', '?')!r} exposes no torch network to fine-tune"
+            " (distillation needs a torch FR model such as synthetic-arcface, cosface, arcface)"
+        )
+    backbone = copy.deepcopy(network)
+    for module in backbone.modules():
+        if isinstance(module, nn.Dropout):
+            module.p = 0.0
+    return backbone
+
+
+def _optimizer(net: nn.Module, cfg: Mapping[str, Any]) -> torch.optim.Adam:
+    """Two groups as ``utils.py`` construct_optimizer: the head, and the backbone's last N tensors."""
+    last = backbone_parameters(net, int(cfg["backbone_tensors"])) if int(cfg["backbone_tensors"]) else []
+    groups: list[dict[str, Any]] = [{"params": head_parameters(net), "lr": float(cfg["lr_head"])}]
+    if last:
+        groups.append({"params": last, "lr": float(cfg["lr_backbone"])})
+    return torch.optim.Adam(groups)
+
+
+def _config_json(kind: str, cfg: Mapping[str, Any], labels: Labels, fr_model: Any) -> str:
+    relevant = {k: v for k, v in sorted(cfg.items()) if k not in ("checkpoint_steps", "num_threads")}
+    return json.dumps({"trainer": f"{kind}@{TRAINER_VERSION}", "options": relevant,
+                       "labels_sha256": labels.provenance.get("labels_sha256"),
+                       "fr_model": f"{getattr(fr_model, 'name', '?')}:{getattr(fr_model, 'weights_digest', '')}"},
+                      sort_keys=True)
+
+
+def _save(path: Path, tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str]) -> None:
+    from safetensors.torch import save_file
+
+    tmp = path.with_name(path.name + ".tmp")
+    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp), metadata=dict(metadata))
+    os.replace(tmp, path)
+
+
+def _checkpoint(net: nn.Module, opt: torch.optim.Optimizer, scaler: Any, best: Mapping[str, torch.Tensor] | None
+                ) -> dict[str, torch.Tensor]:
+    tensors = {f"net.{k}": v for k, v in net.state_dict().items()}
+    for index, state in opt.state_dict()["state"].items():
+        for key, value in state.items():
+            tensors[f"opt.{index}.{key}"] = value if torch.is_tensor(value) else torch.tensor(value)
+    if scaler is not None:
+        tensors["scaler.scale"] = torch.tensor(float(scaler.get_scale()))
+    if best is not None:
+        tensors.update({f"best.{k}": v for k, v in best.items()})
+    return tensors
+
+
+def _restore(path: Path, net: nn.Module, opt: torch.optim.Optimizer, scaler: Any, config: str
+             ) -> tuple[int, int, float, dict[str, torch.Tensor] | None]:
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    with safe_open(str(path), framework="pt") as handle:
+        meta = handle.metadata() or {}
+    if meta.get("config") != config:
+        raise ConfigError(f"{path}: checkpoint of a run with other options or labels; delete it to start over,"
+                          " or train into another --output")
+    tensors = load_file(str(path))
+    net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in tensors.items():
+        if key.startswith("opt."):
+            _, index, name = key.split(".", 2)
+            state.setdefault(int(index), {})[name] = value
+    opt_state = opt.state_dict()
+    opt_state["state"] = state
+    opt.load_state_dict(opt_state)
+    if scaler is not None and "scaler.scale" in tensors:
+        scaler.update(float(tensors["scaler.scale"]))
+    best = {k[5:]: v for k, v in tensors.items() if k.startswith("best.")} or None
+    return int(meta["epoch"]), int(meta["step"]), float(meta["best_loss"]), best
+
+
+def _batches(rows: np.ndarray, size: int) -> list[np.ndarray]:
+    batches = [rows[i:i + size] for i in range(0, len(rows), size)]
+    if len(batches) > 1 and len(batches[-1]) < 2:  # BatchNorm cannot train on one image
+        batches.pop()
+    return batches
+
+
+def fit(kind: str, cfg: Mapping[str, Any], items: Items, dataset: Any, fr_model: Any, labels: Labels, *,
+        device: torch.device, output: Path, progress: Any = None) -> nn.Module:
+    """Train and write ``output`` (safetensors of the best-validation weights); see the module docstring."""
+    seed = int(cfg["seed"])
+    torch.manual_seed(seed)
+    backbone = backbone_copy(fr_model)
+    net = assemble(kind, backbone, int(fr_model.embedding_size)).to(device)
+    for name, param in net.named_parameters():
+        # the FR model was frozen for inference; arcface_torch keeps the last BatchNorm's scale
+        # fixed at 1 (iresnet.py L104-109), so the official training never updates it
+        param.requires_grad_(not name.endswith("features.weight"))
+    opt = _optimizer(net, cfg)
+    amp = cfg["amp"] == "on" or (cfg["amp"] == "auto" and device.type == "cuda")
+    if amp and device.type != "cuda":
+        raise ConfigError("amp=on needs a CUDA device (the official code's autocast is CUDA's)")
+    scaler = torch.amp.GradScaler("cuda") if amp else None
+    config = _config_json(kind, cfg, labels, fr_model)
+    train_rows = np.flatnonzero(~items.validation)
+    val_rows = np.flatnonzero(items.validation)
+    batch = int(cfg["batch_size"])
+    epochs = int(cfg["epochs"])
+    steps_per_epoch = len(_batches(train_rows, batch))
+    ckpt = output.with_name(output.name + ".ckpt")
+    epoch, step, best_loss, best = 0, 0, float("inf"), None
+    if ckpt.is_file():
+        epoch, step, best_loss, best = _restore(ckpt, net, opt, scaler, config)
+        log.info("resuming from %s at epoch %d, step %d", ckpt, epoch + 1, step)
+    labels_t = torch.as_tensor(items.labels, dtype=torch.float32)
+    frozen_t = torch.as_tensor(items.frozen) if items.frozen is not None else None
+    centres_t = torch.as_tensor(items.centres) if items.centres is not None else None
+
+    def loss_of(rows: np.ndarray, train: bool) -> torch.Tensor:
+        x = _read(dataset, fr_model, items.index[rows]).to(device)
+        with torch.autocast("cuda", dtype=torch.float16, enabled=amp):
+            features, prediction = net(x)
+        features, prediction = features.float(), prediction.float()
+        q = labels_t[rows].to(device)
+        if kind == "diffiqa-r":
+            return losses.l1(prediction, q)
+        return losses.ediffiqa_loss(prediction, features, frozen_t[rows].to(device), q,
+                                    centres_t[rows].to(device) if train else None,
+                                    theta=float(cfg["theta"]), epsilon=float(cfg["epsilon"]))
+
+    def save_checkpoint(next_epoch: int, next_step: int) -> None:
+        _save(ckpt, _checkpoint(net, opt, scaler, best),
+              {"config": config, "epoch": str(next_epoch), "step": str(next_step), "best_loss": repr(best_loss),
+               "format": f"fiqabench {kind} checkpoint 1"})
+
+    started = time.perf_counter()
+    bar = progress((epochs - epoch) * steps_per_epoch - step, f"train {kind}") if progress else None
+    while epoch < epochs:
+        order = train_rows[np.random.default_rng([seed, epoch]).permutation(len(train_rows))]
+        net.train()
+        batches = _batches(order, batch)
+        running, seen = 0.0, 0
+        for index in range(step, len(batches)):
+            loss = loss_of(batches[index], train=True)
+            opt.zero_grad(set_to_none=True)
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                scaler.unscale_(opt)
+            else:
+                loss.backward()
+            nn.utils.clip_grad_norm_(net.parameters(), float(cfg["clip_grad_norm"]))
+            if scaler is not None:
+                scaler.step(opt)
+                scaler.update()
+            else:
+                opt.step()
+            running += float(loss.detach()) * len(batches[index])
+            seen += len(batches[index])
+            if bar is not None:
+                bar.update(1)
+            if (index + 1) % int(cfg["checkpoint_steps"]) == 0 and index + 1 < len(batches):
+                save_checkpoint(epoch, index + 1)
+        # validation (train.py validate(): eval mode, mean of per-batch losses)
+        net.eval()
+        with torch.no_grad():
+            val_batches = [val_rows[i:i + EVAL_BATCH] for i in range(0, len(val_rows), EVAL_BATCH)]
+            val_loss = float(np.mean([float(loss_of(rows, train=False)) for rows in val_batches])) if val_batches else 0.0
+        log.info("%s epoch %d/%d: train loss %.4f, validation loss %.4f", kind, epoch + 1, epochs,
+                 running / max(seen, 1), val_loss)
+        if val_loss < best_loss:
+            best_loss = val_loss
+            best = {k: v.detach().clone() for k, v in net.state_dict().items()}
+        epoch, step = epoch + 1, 0
+        save_checkpoint(epoch, 0)
+    if bar is not None:
+        bar.close()
+    assert best is not None  # at least one epoch ran
+    net.load_state_dict(best)
+    net.eval()
+    space = fr_model.input_space
+    _save(output, net.state_dict(), {
+        "format": f"fiqabench {kind} 1",
+        "kind": kind,
+        "arch": backbone_arch(backbone),
+        "feature_size": str(int(fr_model.embedding_size)),
+        "input_space": json.dumps({"size": list(space.size), "channel_order": space.channel_order,
+                                   "mean": list(space.mean), "std": list(space.std)}),
+        "config": config,
+        "labels": json.dumps({"sha256": labels.provenance.get("labels_sha256"), "n_items": len(items),
+                              "n_train": int(len(train_rows)), "n_validation": int(len(val_rows)),
+                              "dataset": labels.dataset.get("spec"), "method": labels.provenance["method"]["name"]},
+                             sort_keys=True),
+        "best_validation_loss": repr(best_loss),
+    })
+    log.info("wrote %s (%.1f s of training)", output, time.perf_counter() - started)
+    return net
+
+
+def _setup(options: Mapping[str, Any]) -> None:
+    torch.set_num_threads(int(options.get("num_threads") or 1))
+    torch.set_flush_denormal(True)
+
+
+def train_diffiqa_r(*, options: Mapping[str, Any], device: str | torch.device = "cpu", output: Path,
+                    progress: Any = None, labels: Labels, dataset: Any, fr_model: Any) -> Path:
+    """DifFIQA(R) (paper §3.6): backbone + Linear, L1 to the normalised labels."""
+    _setup(options)
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    fit("diffiqa-r", options, diffiqa_r_items(labels), dataset, fr_model, labels, device=torch.device(device),
+        output=output, progress=progress)
+    return output
+
+
+def train_ediffiqa(*, options: Mapping[str, Any], device: str | torch.device = "cpu", output: Path,
+                   progress: Any = None, labels: Labels, dataset: Any, fr_model: Any) -> Path:
+    """eDifFIQA: backbone + MLP, representation consistency + label optimisation."""
+    _setup(options)
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    embeddings = frozen_embeddings(dataset, fr_model, labels.index, progress)
+    items = ediffiqa_items(labels, embeddings, top_fraction=float(options["top_fraction"]),
+                           min_images=int(options["min_images"]))
+    log.info("eDifFIQA: %d of %d images kept (identities with >= %d images in the top %.0f%%)", len(items),
+             len(labels), int(options["min_images"]), 100 * float(options["top_fraction"]))
+    fit("ediffiqa", options, items, dataset, fr_model, labels, device=torch.device(device), output=output,
+        progress=progress)
+    return output

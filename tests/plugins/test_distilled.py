@@ -1,0 +1,184 @@
+"""DifFIQA(R) and eDifFIQA: losses by hand, identity centres, the trainers (resume, CLI), the methods."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from fiqabench.errors import ConfigError, InputFormatError
+from fiqabench.labels import read_labels, write_labels
+from fiqabench.plugins import get_plugin_manager
+from fiqabench.registry import Registry
+
+from ..conftest import run_cli
+
+losses = pytest.importorskip("fiqabench_plugins.distilled.losses")
+
+
+def test_l1_and_representation_consistency_by_hand() -> None:
+    p, q = torch.tensor([0.2, 0.9, 0.5]), torch.tensor([0.0, 1.0, 0.5])
+    assert float(losses.l1(p, q)) == pytest.approx((0.2 + 0.1 + 0.0) / 3)
+    f = torch.tensor([[1.0, 0.0], [1.0, 1.0]])
+    e = torch.tensor([[0.0, 2.0], [3.0, 3.0]])
+    # cos = 0 and 1 -> mean(1 - cos) = 0.5
+    assert float(losses.representation_consistency(f, e)) == pytest.approx(0.5)
+
+
+def test_label_optimisation_and_the_ediffiqa_total_by_hand() -> None:
+    f = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+    c = torch.tensor([[1.0, 1.0], [-1.0, 0.0], [0.0, 5.0]])  # cos = 1/sqrt(2), -1, 1
+    q = torch.tensor([0.9, 0.4, 0.3])
+    a = torch.tensor([1 - 1 / math.sqrt(2), 2.0, 0.0])
+    expected = (q - 0.5 * a).clamp(0, 1)  # 0.7536, clamp(-0.6) = 0, 0.3
+    assert losses.optimised_labels(q, f, c).tolist() == pytest.approx(expected.tolist())
+    assert expected.tolist()[1] == 0.0
+    p = torch.tensor([0.5, 0.1, 0.3])
+    e = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])  # cos(f, e) = 1, 0, 1 -> L_rc = 1/3
+    l_q = (p - expected).abs().mean()
+    total = losses.ediffiqa_loss(p, f, e, q, c, theta=0.5, epsilon=0.5)
+    assert float(total) == pytest.approx(0.5 * (1 / 3) + 0.5 * float(l_q))
+    # validation: plain labels, same theta
+    val = losses.ediffiqa_loss(p, f, e, q, None, theta=0.5)
+    assert float(val) == pytest.approx(0.5 * (1 / 3) + 0.5 * float((p - q).abs().mean()))
+    # the correction carries no gradient to the features
+    f_grad = f.clone().requires_grad_(True)
+    losses.optimised_labels(q, f_grad, c).sum()
+    assert not losses.optimised_labels(q, f_grad, c).requires_grad
+
+
+def test_identity_centres_follow_prepare_data() -> None:
+    from fiqabench_plugins.distilled.train import identity_centres
+
+    scores = np.array([0.9, 0.8, 0.1, 0.95, 0.2, 0.3, 0.7, 0.6, 0.5, 0.4])
+    identities = np.array(["a", "a", "a", "b", "b", "b", "c", "c", "c", "c"])
+    embeddings = np.arange(20, dtype=np.float32).reshape(10, 2)
+    # descending: .95 .9 .8 .7 .6 .5 ...; top_fraction 0.4 -> tau = descending[int(0.4 * 10)] = 0.6
+    keep, centres = identity_centres(scores, identities, embeddings, top_fraction=0.4, min_images=2)
+    assert sorted(centres) == ["a", "c"]  # a: .9 .8; b: .95 only; c: .7 .6
+    assert centres["a"].tolist() == embeddings[[0, 1]].mean(0).tolist()
+    assert centres["c"].tolist() == embeddings[[6, 7]].mean(0).tolist()
+    assert keep.tolist() == [True] * 3 + [False] * 3 + [True] * 4
+
+
+# -- training ----------------------------------------------------------------------------------
+def _registry() -> Registry:
+    return Registry(get_plugin_manager(entry_points=False))
+
+
+DATASET_OPTIONS = {"identities": 4, "images_per_identity": 6, "degraded_fraction": 0.5}
+
+
+def _tiny_labels(folder: Path) -> Path:
+    """Labels from the synthetic severities (a stand-in for DifFIQA scores: the trainer only reads
+    the scores), on a 24-image degraded split."""
+    reg = _registry()
+    spec = reg.get("dataset", "synthetic-train")
+    options = spec.resolve_options(DATASET_OPTIONS)
+    dataset = spec.build(options, "cpu", resolved=True)
+    samples = dataset.samples()
+    scores = np.array([1.0 - float(m["severity"]) for m in samples.metadata]) + np.linspace(0, 0.01, len(samples))
+    return write_labels(folder, samples=samples.ids, identities=samples.subjects, scores=scores, provenance={
+        "method": {"name": "severity@test"},
+        "quality_fr_model_name": "synthetic-arcface",
+        "dataset": {"name": "synthetic-train", "spec": dataset.name, "options": options,
+                    "manifest": dataset.manifest_digest()},
+    })
+
+
+def _train(kind: str, labels: Path, output: Path, progress=None, **extra):  # type: ignore[no-untyped-def]
+    reg = _registry()
+    entry = reg.get("trainer", kind)
+    given = {"epochs": 2, "batch_size": 8, "checkpoint_steps": 1, **extra}
+    label_set = read_labels(labels)
+    dataset = reg.get("dataset", "synthetic-train").build(DATASET_OPTIONS, "cpu")
+    fr = reg.get("fr_model", "synthetic-arcface").build({}, "cpu")
+    return entry.load()(options=entry.resolve_options(given), device="cpu", output=output, progress=progress,
+                        labels=label_set, dataset=dataset, fr_model=fr)
+
+
+class _Interrupt(Exception):
+    pass
+
+
+@pytest.mark.parametrize("kind", ["diffiqa-r", "ediffiqa"])
+def test_trainer_resumes_mid_epoch_to_the_same_weights(tmp_path: Path, kind: str) -> None:
+    from safetensors.torch import load_file
+
+    labels = _tiny_labels(tmp_path / "labels")
+    extra = {"min_images": 2} if kind == "ediffiqa" else {}
+    straight = _train(kind, labels, tmp_path / "straight.safetensors", **extra)
+
+    class Bar:
+        def __init__(self, total: int, desc: str) -> None:
+            self.desc, self.seen = desc, 0
+
+        def update(self, n: int) -> None:
+            if self.desc.startswith("train"):
+                self.seen += n
+                if self.seen > 3:  # in epoch 2 (2-3 steps per epoch), after a checkpoint
+                    raise _Interrupt
+
+        def close(self) -> None:
+            pass
+
+    resumed = tmp_path / "resumed.safetensors"
+    with pytest.raises(_Interrupt):
+        _train(kind, labels, resumed, progress=Bar, **extra)
+    assert not resumed.exists() and resumed.with_name(resumed.name + ".ckpt").is_file()
+    _train(kind, labels, resumed, **extra)
+    a, b = load_file(str(straight)), load_file(str(resumed))
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    with pytest.raises(ConfigError, match="other options"):
+        _train(kind, labels, resumed, lr_head=1e-2, **extra)
+
+
+def test_ediffiqa_refuses_when_no_identity_has_enough_top_images(tmp_path: Path) -> None:
+    labels = _tiny_labels(tmp_path / "labels")
+    with pytest.raises(ConfigError, match="min_images=10 .* lower --option min_images"):
+        _train("ediffiqa", labels, tmp_path / "w.safetensors")
+
+
+def test_train_cli_takes_labels_and_the_method_loads_the_result(tmp_path: Path) -> None:
+    labels = _tiny_labels(tmp_path / "labels")
+    out = tmp_path / "diffiqa-r.safetensors"
+    done = run_cli("train", "diffiqa-r", "--labels", str(labels), "--option", "epochs=1", "--option", "batch_size=8",
+                   "--output", str(out), "-q")
+    assert done.returncode == 0, done.stderr
+    reg = _registry()
+    method = reg.get("method", "diffiqa-r").build({"weights": str(out)}, "cpu")
+    dataset = reg.get("dataset", "synthetic").build({"identities": 2}, "cpu")
+    from fiqabench.api import SampleBatch
+
+    images = dataset.read_images(list(range(6)))
+    scores = method.score(SampleBatch(ids=tuple("abcdef"), images=images, metadata=({},) * 6,
+                                      seeds=np.zeros(6, np.int64)), fr_model=None)
+    assert scores.shape == (6,) and np.isfinite(scores).all()
+    # an eDifFIQA method refuses DifFIQA(R) weights, naming the file
+    with pytest.raises(InputFormatError, match="holds a DifFIQA\\(R\\) network, not eDifFIQA"):
+        reg.get("method", "ediffiqa").build({"weights": str(out)}, "cpu")
+    # labels of a dataset that changed are refused
+    wrong = run_cli("train", "diffiqa-r", "--labels", str(labels), "--dataset-option", "seed=1",
+                    "--output", str(tmp_path / "x.safetensors"), "-q")
+    assert wrong.returncode == 2 and "has changed since the labels were computed" in wrong.stderr
+
+
+@pytest.mark.parametrize("name", ["diffiqa-r", "ediffiqa"])
+def test_shipped_embedded_weights_load_and_score(name: str) -> None:
+    reg = _registry()
+    entry = reg.get("method", name)
+    if entry.unavailable_reason(entry.resolve_options({})):
+        pytest.fail(entry.unavailable_reason(entry.resolve_options({})))
+    method = entry.build({}, "cpu")
+    dataset = reg.get("dataset", "synthetic").build({"identities": 2}, "cpu")
+    from fiqabench.api import SampleBatch
+
+    images = dataset.read_images(list(range(20)))
+    scores = method.score(SampleBatch(ids=tuple(str(i) for i in range(20)), images=images, metadata=({},) * 20,
+                                      seeds=np.zeros(20, np.int64)), fr_model=None)
+    assert scores.shape == (20,) and np.isfinite(scores).all() and scores.std() > 0
