@@ -119,6 +119,8 @@ def _trainer_options(name: str) -> dict[str, Option]:
         "checkpoint_steps": Option(200, "steps between resumable checkpoints (OUTPUT.ckpt)", integer(min=1),
                                    affects_result=False),
         "num_threads": Option(1, "torch CPU threads", integer(min=1), affects_result=False),
+        "image_cache_mb": Option(2048.0, "keep the decoded training images in memory when they fit in this many MB",
+                                 number(min=0), affects_result=False),
     }
     if name == "ediffiqa":
         options.update({

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import collections
 import pickle
+import struct
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -66,7 +67,8 @@ def read_checkpoint(path: str | Path) -> Any:
     try:
         with torch.serialization.safe_globals(_SAFE_GLOBALS):
             return torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, AttributeError, TypeError) as exc:
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, AttributeError, TypeError,
+            struct.error) as exc:  # struct.error: a few junk bytes
         raise InputFormatError(
             path,
             None,
@@ -116,6 +118,8 @@ def state_dict_for(layout: str, obj: Any, path: str | Path) -> dict[str, torch.T
             )
         elif "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
             obj = obj["state_dict"]
+    if not isinstance(obj, Mapping):
+        return _as_state_dict(obj, path)  # refuses it, naming what it is
     return _as_state_dict(_strip("module.", obj), path)
 
 

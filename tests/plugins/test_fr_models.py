@@ -664,3 +664,17 @@ def test_fp16_flag_follows_arcface_torch_on_cpu() -> None:
     x = torch.randn(2, 3, 112, 112)
     with torch.no_grad():
         assert torch.equal(a(x), b(x))
+
+
+def test_junk_bytes_and_a_saved_list_are_refused_in_one_line(tmp_path: Path) -> None:
+    from fiqabench.errors import InputFormatError
+    from fiqabench_plugins.fr_models.checkpoints import read_checkpoint, state_dict_for
+
+    junk = tmp_path / "junk.pth"
+    junk.write_bytes(b"junk")
+    with pytest.raises(InputFormatError, match="junk.pth: not readable with torch.load"):
+        read_checkpoint(junk)
+    listed = tmp_path / "list.pth"
+    torch.save([torch.zeros(1)], listed)
+    with pytest.raises(InputFormatError, match="list.pth: expected a state dict .* found list"):
+        state_dict_for("arcface_torch", read_checkpoint(listed), listed)
