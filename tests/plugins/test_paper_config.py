@@ -115,11 +115,10 @@ def test_paper_config_parses_and_names_the_paper_setup() -> None:
     assert config["fmr"] == 1e-3 and config["discard_limits"] == [0.2, 0.3]
     assert config["method_options"]["diffiqa"] == {"weights": "", "unet_config": "official", "quality_fr_model": "cosface"}
     assert all(config["fr_options"][name] == {"weights": "", "arch": "iresnet100"} for name in FR_MODELS)
-    assert config["methods"] == ["diffiqa", "cr-fiqa", "magface", "ser-fiq", "faceqan"]
-    for name in ("cr-fiqa", "magface"):
+    assert config["methods"] == ["diffiqa", "diffiqa-r", "cr-fiqa", "magface", "ser-fiq", "faceqan"]
+    for name in ("diffiqa-r", "cr-fiqa", "magface"):
         assert config["method_options"][name] == {"weights": "", "arch": "iresnet100"}
     assert config["method_options"]["ser-fiq"] == {"quality_fr_model": "adaface"}
-    assert "# [method_options.diffiqa-r]" in PAPER.read_text()  # a placeholder until the method lands
 
 
 def test_without_weights_one_line_names_every_option_before_any_work(tmp_path: Path) -> None:
@@ -133,7 +132,7 @@ def test_without_weights_one_line_names_every_option_before_any_work(tmp_path: P
     for name in FR_MODELS:
         assert f"--fr-option {name}:weights=PATH" in lines[0]
     assert "diffiqa:weights=PATH" in lines[0]
-    assert "cr-fiqa" in lines[0] and "magface" in lines[0]
+    assert "cr-fiqa" in lines[0] and "magface" in lines[0] and "diffiqa-r" in lines[0]
     assert not (tmp_path / "cache").exists() and not (tmp_path / "out").exists()
 
 
