@@ -182,3 +182,49 @@ def test_shipped_embedded_weights_load_and_score(name: str) -> None:
     scores = method.score(SampleBatch(ids=tuple(str(i) for i in range(20)), images=images, metadata=({},) * 20,
                                       seeds=np.zeros(20, np.int64)), fr_model=None)
     assert scores.shape == (20,) and np.isfinite(scores).all() and scores.std() > 0
+
+
+def test_methods_score_with_official_files_through_the_registry(tmp_path: Path) -> None:
+    """``weights=diffiqa(r).pth arch=...`` and ``weights=ediffiqa.onnx variant=T``: the method's
+    score is the network's raw prediction on the official input (112 px RGB in [-1, 1])."""
+    from fiqabench.api import SampleBatch
+    from fiqabench.fr import rgb_uint8_to_unit, to_input_space
+    from fiqabench_plugins.distilled.method import OFFICIAL_INPUT_SPACE
+    from fiqabench_plugins.distilled.networks import build_network
+
+    torch.manual_seed(0)
+    reg = _registry()
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(3, 112, 112, 3), dtype=np.uint8)
+    batch = SampleBatch(ids=("a", "b", "c"), images=images, metadata=({},) * 3, seeds=np.zeros(3, np.int64))
+    x = to_input_space(rgb_uint8_to_unit(images), OFFICIAL_INPUT_SPACE)
+
+    net = build_network("diffiqa-r", "iresnet18").eval()
+    torch.save(net.state_dict(), tmp_path / "diffiqa(r).pth")
+    entry = reg.get("method", "diffiqa-r")
+    options = entry.resolve_options({"weights": str(tmp_path / "diffiqa(r).pth"), "arch": "iresnet18"})
+    assert entry.domains_for(options) == ("aligned-112-face",)
+    scores = entry.build(options, "cpu", resolved=True).score(batch, fr_model=None)
+    with torch.no_grad():
+        assert scores.tolist() == pytest.approx(net(x)[1].double().tolist(), abs=1e-5)
+
+    tiny = build_network("ediffiqa", "mobilefacenet").eval()
+
+    class Released(torch.nn.Module):  # the released graph: return_feat=0, output (N, 1)
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = tiny
+
+        def forward(self, image: torch.Tensor) -> torch.Tensor:
+            return self.net(image)[1][:, None]
+
+    torch.onnx.export(Released().eval(), (torch.zeros(1, 3, 112, 112),), str(tmp_path / "ediffiqa_tiny.onnx"), dynamo=False,
+                      opset_version=11, input_names=["input"], dynamic_axes={"input": {0: "n"}})
+    entry = reg.get("method", "ediffiqa")
+    options = entry.resolve_options({"weights": str(tmp_path / "ediffiqa_tiny.onnx"), "variant": "T"})
+    scores = entry.build(options, "cpu", resolved=True).score(batch, fr_model=None)
+    with torch.no_grad():
+        assert scores.tolist() == pytest.approx(tiny(x)[1].double().tolist(), abs=1e-4)
+    # official weights with the embedded arch: refused, naming the option
+    with pytest.raises(ConfigError, match="official weights need arch=iresnet100"):
+        reg.get("method", "diffiqa-r").build({"weights": str(tmp_path / "diffiqa(r).pth")}, "cpu")
