@@ -247,6 +247,7 @@ def load_official(kind: str, arch: str, path: str | Path, device: str | torch.de
     # CR-FIQA's reader: weights-only load, {"state_dict": ...} unwrapped, "module." stripped,
     # tensors only, every failure one line naming the file
     from fiqabench_plugins.cr_fiqa.official import read_checkpoint
+    from fiqabench_plugins.fr_models.checkpoints import state_dict_mismatch
 
     _check(kind, arch)
     path = Path(path)
@@ -266,24 +267,9 @@ def load_official(kind: str, arch: str, path: str | Path, device: str | torch.de
         # BatchNorm's step counter (absent from files saved before torch 0.4.1) is never used here
         if key.endswith("num_batches_tracked") and key not in state:
             state[key] = torch.tensor(0, dtype=torch.long)
-    missing = [key for key in expected if key not in state]
-    unexpected = [key for key in state if key not in expected]
-    shapes = [key for key in expected if key in state and state[key].shape != expected[key].shape]
-    if missing or unexpected or shapes:
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} missing key(s) (first: {missing[0]})")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected key(s) (first: {unexpected[0]})")
-        if shapes:
-            key = shapes[0]
-            parts.append(
-                f"{len(shapes)} shape mismatch(es) (first: {key} is {tuple(state[key].shape)},"
-                f" expected {tuple(expected[key].shape)})"
-            )
-        raise InputFormatError(
-            path, None, None, f"not {_ARTICLES[kind]} {name} {arch} checkpoint: {', '.join(parts)}"
-        )
+    mismatch = state_dict_mismatch(expected, state)
+    if mismatch:
+        raise InputFormatError(path, None, None, f"not {_ARTICLES[kind]} {name} {arch} checkpoint: {mismatch}")
     net.load_state_dict(state, strict=True, assign=True)
     return net.to(device).eval()
 

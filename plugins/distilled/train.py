@@ -34,7 +34,6 @@ from __future__ import annotations
 import copy
 import json
 import logging
-import os
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -49,6 +48,8 @@ from fiqabench.labels import Labels, min_max, validation_mask
 
 from . import TRAINER_VERSION
 from . import losses
+from fiqabench_plugins.synthetic.train import atomic_save, optimizer_tensors, restore_optimizer
+
 from .networks import assemble, backbone_arch, backbone_parameters, head_parameters
 
 log = logging.getLogger("fiqabench")
@@ -177,20 +178,10 @@ def _config_json(kind: str, cfg: Mapping[str, Any], labels: Labels, fr_model: An
                       sort_keys=True)
 
 
-def _save(path: Path, tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str]) -> None:
-    from safetensors.torch import save_file
-
-    tmp = path.with_name(path.name + ".tmp")
-    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp), metadata=dict(metadata))
-    os.replace(tmp, path)
-
-
 def _checkpoint(net: nn.Module, opt: torch.optim.Optimizer, scaler: Any, best: Mapping[str, torch.Tensor] | None
                 ) -> dict[str, torch.Tensor]:
     tensors = {f"net.{k}": v for k, v in net.state_dict().items()}
-    for index, state in opt.state_dict()["state"].items():
-        for key, value in state.items():
-            tensors[f"opt.{index}.{key}"] = value if torch.is_tensor(value) else torch.tensor(value)
+    tensors.update(optimizer_tensors(opt))
     if scaler is not None:
         tensors["scaler.scale"] = torch.tensor(float(scaler.get_scale()))
     if best is not None:
@@ -210,14 +201,7 @@ def _restore(path: Path, net: nn.Module, opt: torch.optim.Optimizer, scaler: Any
                           " or train into another --output")
     tensors = load_file(str(path))
     net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
-    state: dict[int, dict[str, torch.Tensor]] = {}
-    for key, value in tensors.items():
-        if key.startswith("opt."):
-            _, index, name = key.split(".", 2)
-            state.setdefault(int(index), {})[name] = value
-    opt_state = opt.state_dict()
-    opt_state["state"] = state
-    opt.load_state_dict(opt_state)
+    restore_optimizer(opt, tensors)
     if scaler is not None and "scaler.scale" in tensors:
         scaler.update(float(tensors["scaler.scale"]))
     best = {k[5:]: v for k, v in tensors.items() if k.startswith("best.")} or None
@@ -277,9 +261,9 @@ def fit(kind: str, cfg: Mapping[str, Any], items: Items, dataset: Any, fr_model:
                                     theta=float(cfg["theta"]), epsilon=float(cfg["epsilon"]))
 
     def save_checkpoint(next_epoch: int, next_step: int) -> None:
-        _save(ckpt, _checkpoint(net, opt, scaler, best),
-              {"config": config, "epoch": str(next_epoch), "step": str(next_step), "best_loss": repr(best_loss),
-               "format": f"fiqabench {kind} checkpoint 1"})
+        atomic_save(_checkpoint(net, opt, scaler, best), ckpt, {
+            "config": config, "epoch": str(next_epoch), "step": str(next_step), "best_loss": repr(best_loss),
+            "format": f"fiqabench {kind} checkpoint 1"})
 
     started = time.perf_counter()
     bar = progress((epochs - epoch) * steps_per_epoch - step, f"train {kind}") if progress else None
@@ -326,7 +310,7 @@ def fit(kind: str, cfg: Mapping[str, Any], items: Items, dataset: Any, fr_model:
     net.load_state_dict(best)
     net.eval()
     space = fr_model.input_space
-    _save(output, net.state_dict(), {
+    atomic_save(net.state_dict(), output, {
         "format": f"fiqabench {kind} 1",
         "kind": kind,
         "arch": backbone_arch(backbone),

@@ -157,25 +157,32 @@ def build_network(layout: str, arch: str, *, embedding_size: int, dropout: float
     raise ValueError(f"unknown layout {layout!r}; expected one of {', '.join(LAYOUTS)}")
 
 
+def state_dict_mismatch(expected: Mapping[str, torch.Tensor], state: Mapping[str, torch.Tensor]) -> str | None:
+    """How ``state`` differs from the ``expected`` keys and shapes, in words (None: it fits)."""
+    missing = [key for key in expected if key not in state]
+    unexpected = [key for key in state if key not in expected]
+    shapes = [key for key in expected if key in state and state[key].shape != expected[key].shape]
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} missing key(s) (first: {missing[0]})")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected key(s) (first: {unexpected[0]})")
+    if shapes:
+        key = shapes[0]
+        parts.append(f"{len(shapes)} shape mismatch(es) (first: {key} is {tuple(state[key].shape)},"
+                     f" expected {tuple(expected[key].shape)})")
+    return ", ".join(parts) or None
+
+
 def load_layout(layout: str, path: str | Path, arch: str, *, dropout: float) -> IResNet | IRNet:
     """The network of checkpoint ``path`` in ``layout``, every key matched (strict), in eval mode."""
     path = Path(path)
     state = state_dict_for(layout, read_checkpoint(path), path)
     net = build_network(layout, arch, embedding_size=_embedding_size(layout, state, path), dropout=dropout)
-    expected = net.state_dict()
-    missing = [key for key in expected if key not in state]
-    unexpected = [key for key in state if key not in expected]
-    shapes = [key for key in expected if key in state and state[key].shape != expected[key].shape]
-    if missing or unexpected or shapes:
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} missing key(s) (first: {missing[0]})")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected key(s) (first: {unexpected[0]})")
-        if shapes:
-            parts.append(f"{len(shapes)} shape mismatch(es) (first: {shapes[0]})")
+    mismatch = state_dict_mismatch(net.state_dict(), state)
+    if mismatch:
         raise ConfigError(
-            f"{path}: not a {layout} {arch} checkpoint: {', '.join(parts)}; "
+            f"{path}: not a {layout} {arch} checkpoint: {mismatch}; "
             f"the file looks like {_guess(state)}"
             " (set the arch option, or use the FR model of that layout)"
         )

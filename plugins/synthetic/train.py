@@ -152,21 +152,41 @@ def _bar(progress: ProgressFactory | None, total: int, desc: str) -> Any:
     return progress(total, desc)
 
 
-def _atomic_save(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> None:
+def atomic_save(tensors: Mapping[str, torch.Tensor], path: Path, metadata: Mapping[str, str]) -> None:
+    """Write a safetensors file atomically (a temporary file renamed into place)."""
     from safetensors.torch import save_file
 
     tmp = path.with_name(path.name + ".tmp")
-    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp), metadata=metadata)
+    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp), metadata=dict(metadata))
     os.replace(tmp, path)
+
+
+def optimizer_tensors(opt: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
+    """The optimizer's per-parameter state as flat tensors ``opt.<index>.<name>`` (safetensors
+    checkpoints: no pickle); :func:`restore_optimizer` reads them back."""
+    tensors = {}
+    for index, state in opt.state_dict()["state"].items():
+        for key, value in state.items():
+            tensors[f"opt.{index}.{key}"] = value if torch.is_tensor(value) else torch.tensor(value)
+    return tensors
+
+
+def restore_optimizer(opt: torch.optim.Optimizer, tensors: Mapping[str, torch.Tensor]) -> None:
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in tensors.items():
+        if key.startswith("opt."):
+            _, index, name = key.split(".", 2)
+            state.setdefault(int(index), {})[name] = value
+    opt_state = opt.state_dict()
+    opt_state["state"] = state
+    opt.load_state_dict(opt_state)
 
 
 def _checkpoint_tensors(net: nn.Module, arc: nn.Module, opt: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
     tensors = {f"net.{k}": v for k, v in net.state_dict().items()}
     # The objective's parameters (class centres) under "arc.": ArcFaceHead's is "arc.weight".
     tensors.update({f"arc.{k}": v for k, v in arc.state_dict().items()})
-    for index, state in opt.state_dict()["state"].items():
-        for key, value in state.items():
-            tensors[f"opt.{index}.{key}"] = value if torch.is_tensor(value) else torch.tensor(value)
+    tensors.update(optimizer_tensors(opt))
     return tensors
 
 
@@ -187,14 +207,7 @@ def _restore(
     tensors = load_file(str(path))
     net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
     arc.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("arc.")})
-    state: dict[int, dict[str, torch.Tensor]] = {}
-    for key, value in tensors.items():
-        if key.startswith("opt."):
-            _, index, name = key.split(".", 2)
-            state.setdefault(int(index), {})[name] = value
-    opt_state = opt.state_dict()
-    opt_state["state"] = state
-    opt.load_state_dict(opt_state)
+    restore_optimizer(opt, tensors)
     return int(meta["epoch"])
 
 
@@ -354,7 +367,7 @@ def fit(
             seen += len(idx)
             if bar is not None:
                 bar.update(1)
-        _atomic_save(
+        atomic_save(
             _checkpoint_tensors(net, arc, opt),
             ckpt,
             {"epoch": str(epoch + 1), "config": config, "format": f"fiqabench {trainer} checkpoint 1"},
@@ -367,7 +380,7 @@ def fit(
         bar.close()
 
     net.eval()
-    _atomic_save(
+    atomic_save(
         {k: v for k, v in net.state_dict().items()},
         output,
         {"format": weight_format, "generator": GENERATOR_VERSION, "model": MODEL_VERSION, "config": config},
