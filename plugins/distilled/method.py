@@ -63,7 +63,7 @@ def load_ours(kind: str, arch: str, path: Path, device: str | torch.device) -> t
         key = "arch" if kind == "diffiqa-r" else "variant"
         raise ConfigError(f"{path}: holds a {DISPLAY[kind]} with a {meta.get('arch')} backbone, but {key} names "
                           f"{arch}: set the {key} option to match")
-    backbone, feature_size = build_backbone(arch)
+    backbone, feature_size = build_backbone(arch, int(meta.get("feature_size") or 0) or None)
     net = assemble(kind, backbone, feature_size)
     try:
         net.load_state_dict(load_file(str(path)), strict=True)

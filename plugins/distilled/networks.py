@@ -91,7 +91,7 @@ def _check(kind: str | None = None, arch: str | None = None) -> None:
         raise ConfigError(f"unknown backbone arch {arch!r}; expected one of {', '.join(ARCHS)}")
 
 
-def build_backbone(arch: str) -> tuple[nn.Module, int]:
+def build_backbone(arch: str, feature_size: int | None = None) -> tuple[nn.Module, int]:
     """(backbone, feature size d): ``(N, 3, H, W)`` RGB in [-1, 1] -> ``(N, d)`` raw features.
 
     ``iresnet18/50/100``: the arcface_torch iResNet, 112 px, d = 512, unnormalised output, dropout 0;
@@ -115,11 +115,13 @@ def build_backbone(arch: str) -> tuple[nn.Module, int]:
         return MobileFaceNet(EMBEDDING_SIZE), EMBEDDING_SIZE
     from fiqabench_plugins.fr_models.iresnet import iresnet
 
-    net = iresnet(arch, embedding_size=EMBEDDING_SIZE, dropout=0.0)
+    # every released iResNet embeds to 512; a network distilled here from another FR model may not
+    size = int(feature_size or EMBEDDING_SIZE)
+    net = iresnet(arch, embedding_size=size, dropout=0.0)
     # Official iresnet.py: the output BatchNorm1d's scale is fixed at 1 and never trained.
     nn.init.constant_(net.features.weight, 1.0)
     net.features.weight.requires_grad_(False)
-    return net, EMBEDDING_SIZE
+    return net, size
 
 
 class DifFIQARNet(nn.Sequential):

@@ -228,3 +228,32 @@ def test_methods_score_with_official_files_through_the_registry(tmp_path: Path) 
     # official weights with the embedded arch: refused, naming the option
     with pytest.raises(ConfigError, match="official weights need arch=iresnet100"):
         reg.get("method", "diffiqa-r").build({"weights": str(tmp_path / "diffiqa(r).pth")}, "cpu")
+
+
+def test_distilling_onto_an_iresnet_fr_model_keeps_the_official_layout(tmp_path: Path) -> None:
+    """``--fr-model cosface`` (an arcface_torch iResNet-18 checkpoint): the trained file holds the
+    official DifFIQA(R) keys (``base.conv1.weight``, ``linear.weight``), its frozen last BatchNorm
+    scale is not trained, and the method loads it with ``arch=iresnet18`` on the 112 px input space."""
+    from safetensors.torch import load_file
+
+    from .test_fr_models import arcface_torch_keys, random_state
+
+    labels = _tiny_labels(tmp_path / "labels")
+    checkpoint = tmp_path / "backbone.pth"
+    original = random_state(arcface_torch_keys(), seed=3)
+    torch.save(original, checkpoint)
+    reg = _registry()
+    fr = reg.get("fr_model", "cosface").build({"weights": str(checkpoint), "arch": "iresnet18"}, "cpu")
+    entry = reg.get("trainer", "diffiqa-r")
+    out = tmp_path / "r18.safetensors"
+    dataset = reg.get("dataset", "synthetic-train").build(DATASET_OPTIONS, "cpu")
+    entry.load()(options=entry.resolve_options({"batch_size": 12}), device="cpu", output=out, progress=None,
+                 labels=read_labels(labels), dataset=dataset, fr_model=fr)
+    state = load_file(str(out))
+    assert "base.conv1.weight" in state and "linear.weight" in state
+    assert torch.equal(state["base.features.weight"], original["features.weight"])  # frozen, as arcface_torch's
+    assert not torch.equal(state["base.fc.weight"], original["fc.weight"])  # in the last 100 tensors: trained
+    method = reg.get("method", "diffiqa-r").build({"weights": str(out), "arch": "iresnet18"}, "cpu")
+    assert method.input_space.size == (112, 112)
+    with pytest.raises(ConfigError, match="iresnet18 backbone, but arch names embedded"):
+        reg.get("method", "diffiqa-r").build({"weights": str(out)}, "cpu")
