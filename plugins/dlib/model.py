@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 from fiqabench.api import FRCapabilities, InputSpace
 from fiqabench.errors import ConfigError, MissingArtifactError
-from fiqabench.fr import TorchFRModel, file_digest
+from fiqabench.fr import TorchFRModel, file_digest, to_input_space
 
 from ._meta import DOMAIN, INSTALL, MODEL_VERSION, default_weights
 from .chip import ARCFACE112_TO_CHIP150, CHIP_SIZE, warp_affine
@@ -70,7 +70,7 @@ class DlibFRModel(TorchFRModel):
             x = warp_affine(x, forward, size, padding_mode="zeros")
         elif (h, w) != size:
             x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
-        return (x - self._mean) / self._std
+        return to_input_space(x, self.input_space)  # at size already: normalises only
 
 
 def build(*, options: Mapping[str, Any], device: str | torch.device = "cpu") -> DlibFRModel:
