@@ -58,15 +58,22 @@ def quality(args: argparse.Namespace) -> None:
     print(f"\nrun: {time.perf_counter() - start:.0f} s wall, output {out}\n")
     doc = json.loads((out / "results.json").read_text())
     rows = {r["method"]: r for r in doc["results"] if r["dataset"] == "synthetic"}
-    ids = build("synthetic", {}).samples().ids
+    table = build("synthetic", {}).samples()
+    ids = table.ids
+    degraded = np.array([m["degradation"] != "none" for m in table.metadata])
     reference = load_qualities(out, "diffiqa", ids)
-    print("| method | Spearman with diffiqa | pAUC@0.2 | pAUC@0.3 | ms / image (run) |")
+    print("| method | Spearman with diffiqa: all / clean / degraded images | pAUC@0.2 | pAUC@0.3 | ms / image (run) |")
     print("|---|---|---|---|---|")
     for name in METHODS:
-        rho = spearmanr(load_qualities(out, name, ids), reference)[0]
+        q = load_qualities(out, name, ids)
+        rhos = [spearmanr(q[m], reference[m])[0] for m in (slice(None), ~degraded, degraded)]
         runtime = rows[name].get("runtime_ms_per_image") or {}
         ms = f"{runtime['median']:.2f}" if runtime.get("median") is not None else "-"
-        print(f"| {name} | {rho:.3f} | {rows[name]['pauc']['0.2']:.3f} | {rows[name]['pauc']['0.3']:.3f} | {ms} |")
+        print(f"| {name} | {' / '.join(f'{r:.3f}' for r in rhos)} | {rows[name]['pauc']['0.2']:.3f} |"
+              f" {rows[name]['pauc']['0.3']:.3f} | {ms} |")
+    for label, mask in (("clean", ~degraded), ("degraded", degraded)):
+        low, high = np.percentile(reference[mask], [5, 95])
+        print(f"diffiqa on the {mask.sum()} {label} images: 5th-95th percentile {low:.3f}-{high:.3f}")
     if args.bootstrap > 0:
         variants = {name: (out, name) for name in ("diffiqa",) + DISTILLED + ("embedding-norm",)}
         print(f"\nIdentity bootstrap against diffiqa ({args.bootstrap} replicates, paired, threshold fixed):")

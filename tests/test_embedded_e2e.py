@@ -38,7 +38,9 @@ def test_default_run_every_shipped_method(tmp_path: Path) -> None:
     result = run_cli("run", "--output", str(out), "--cache-dir", str(tmp_path / "cache"), "-q")
     assert result.returncode == 0, result.stderr
     rows = {r["method"]: r for r in load_json(out / "results.json")["results"]}
-    assert {"oracle", "random", "diffiqa"} <= set(rows)
+    assert {"oracle", "random", "diffiqa", "diffiqa-r", "ediffiqa"} <= set(rows)
     assert rows["oracle"]["pauc"]["0.3"] <= 0.80
     assert 0.85 <= rows["random"]["pauc"]["0.3"] <= 1.15
     assert rows["diffiqa"]["pauc"]["0.3"] <= 0.90
+    for distilled in ("diffiqa-r", "ediffiqa"):  # one forward pass, informative (benchmarks/distillation.md)
+        assert rows[distilled]["pauc"]["0.3"] <= 0.90
