@@ -45,11 +45,9 @@ from torch import nn
 
 from fiqabench.errors import ConfigError
 from fiqabench.labels import Labels, min_max, validation_mask
-
-from . import TRAINER_VERSION
-from . import losses
 from fiqabench_plugins.synthetic.train import atomic_save, optimizer_tensors, restore_optimizer
 
+from . import TRAINER_VERSION, losses
 from .networks import assemble, backbone_arch, backbone_parameters, head_parameters
 
 log = logging.getLogger("fiqabench")
@@ -306,8 +304,8 @@ def fit(kind: str, cfg: Mapping[str, Any], items: Items, dataset: Any, fr_model:
         save_checkpoint(epoch, 0)
     if bar is not None:
         bar.close()
-    assert best is not None  # at least one epoch ran
-    net.load_state_dict(best)
+    if best is not None:  # None only if every epoch's validation loss was NaN: keep the last weights
+        net.load_state_dict(best)
     net.eval()
     space = fr_model.input_space
     atomic_save(net.state_dict(), output, {
