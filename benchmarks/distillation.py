@@ -4,6 +4,7 @@ Usage::
 
     .venv/bin/python benchmarks/distillation.py [--output DIR] [--cache-dir DIR] [--threads 1]
                                                 [--bootstrap 2000] [--rounds 7] [--labels LABELS]
+                                                [--learning-curve N,N,...] [--skip-speed]
 
 1. **Agreement and accuracy**: one ``fiqabench run --datasets synthetic`` through the CLI with
    ``diffiqa``, ``diffiqa-r``, ``ediffiqa`` (shipped weights), ``embedding-norm`` and ``random``;
@@ -17,7 +18,9 @@ Usage::
    subset in the same rounds, and the speed-up (the paper: 1,074.62 / 1.24 ms = ~870x on an
    RTX 3090 with iResNet-100 at 112 px).
 3. With ``--labels``: the label set the shipped weights were trained on (size, identities, the
-   label job's CPU time from the batch timings in the cache).
+   label job's CPU time from the batch timings in the cache); with ``--learning-curve
+   3000,6000,12000`` also DifFIQA(R) retrained with the shipped recipe on the labels of the first
+   N images, and its Spearman with DifFIQA (minutes per point).
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ METHODS = ("diffiqa",) + DISTILLED + ("embedding-norm", "random")
 PAPER_MS = {"diffiqa": 1074.62, "diffiqa-r": 1.24}
 
 
-def quality(args: argparse.Namespace) -> None:
+def quality(args: argparse.Namespace) -> Path:
     from scipy.stats import spearmanr
 
     from fiqabench_plugins.synthetic.dataset import build
@@ -78,6 +81,51 @@ def quality(args: argparse.Namespace) -> None:
         variants = {name: (out, name) for name in ("diffiqa",) + DISTILLED + ("embedding-norm",)}
         print(f"\nIdentity bootstrap against diffiqa ({args.bootstrap} replicates, paired, threshold fixed):")
         print(identity_bootstrap(variants, "diffiqa", args.bootstrap))
+    return out
+
+
+def learning_curve(args: argparse.Namespace, run_dir: Path) -> None:
+    """DifFIQA(R) trained with the shipped recipe on the labels of the first N images (whole
+    identities) for each N: Spearman with DifFIQA on the benchmark and the best validation L1."""
+    from scipy.stats import spearmanr
+
+    from fiqabench.api import SampleBatch
+    from fiqabench.labels import read_labels, write_labels
+    from fiqabench_plugins.distilled import EMBEDDED_RECIPE
+    from fiqabench_plugins.distilled.method import DistilledMethod, read_metadata
+    from fiqabench_plugins.synthetic.dataset import build
+
+    labels = read_labels(args.labels)
+    data = build("synthetic", {})
+    ids = data.samples().ids
+    reference = load_qualities(run_dir, "diffiqa", ids)
+    images = data.read_images(list(range(len(ids))))
+    batch = SampleBatch(ids=ids, images=images, metadata=({},) * len(ids), seeds=np.zeros(len(ids), np.int64))
+    tmp = Path(tempfile.mkdtemp(prefix="distillation-curve-"))
+    print(f"\nLearning curve: diffiqa-r, `fiqabench train diffiqa-r --labels SUBSET {EMBEDDED_RECIPE}`\n")
+    print("| labels (first N images) | best validation L1 | Spearman with diffiqa | training s |")
+    print("|---|---|---|---|")
+    for n in args.learning_curve:
+        keep = labels.index < n
+        subset = tmp / f"labels-{n}"
+        scores = np.full(int(labels.index.max()) + 1, np.nan)
+        scores[labels.index[keep]] = labels.scores[keep]
+        samples = [""] * len(scores)
+        identities = [""] * len(scores)
+        for i, sample, identity in zip(labels.index, labels.samples, labels.identities):
+            samples[i], identities[i] = sample, identity
+        provenance = {k: v for k, v in labels.provenance.items()
+                      if k in ("method", "quality_fr_model", "quality_fr_model_name", "dataset", "seed", "cache_key")}
+        write_labels(subset, samples=samples, identities=identities, scores=scores, provenance=provenance)
+        weights = tmp / f"diffiqa-r-{n}.safetensors"
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "fiqabench", "train", "diffiqa-r", "--labels", str(subset),
+                        *EMBEDDED_RECIPE.split(), "--output", str(weights), "-q"], check=True,
+                       env={**os.environ, "OMP_NUM_THREADS": str(args.threads)})
+        seconds = time.perf_counter() - start
+        q = DistilledMethod("diffiqa-r", options={"weights": str(weights)}, device="cpu").score(batch)
+        loss = float(read_metadata(weights)["best_validation_loss"])
+        print(f"| {int(keep.sum())} | {loss:.4f} | {spearmanr(q, reference)[0]:.3f} | {seconds:.0f} |")
 
 
 def speed(args: argparse.Namespace) -> None:
@@ -171,13 +219,17 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=64, help="images per speed round")
     parser.add_argument("--diffiqa-images", type=int, default=8, help="images DifFIQA scores per speed round")
     parser.add_argument("--labels", type=Path, default=None, help="label folder of the shipped weights")
-    parser.add_argument("--skip-quality", action="store_true")
+    parser.add_argument("--learning-curve", type=lambda text: [int(v) for v in text.split(",")], default=[],
+                        metavar="N,N,...", help="with --labels: retrain DifFIQA(R) on the first N labelled images")
+    parser.add_argument("--skip-speed", action="store_true")
     args = parser.parse_args()
     if args.labels:
         label_summary(args.labels, args.cache_dir)
-    if not args.skip_quality:
-        quality(args)
-    speed(args)
+    run_dir = quality(args)
+    if args.learning_curve and args.labels:
+        learning_curve(args, run_dir)
+    if not args.skip_speed:
+        speed(args)
 
 
 if __name__ == "__main__":
