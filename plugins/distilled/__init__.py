@@ -169,9 +169,10 @@ def fiqabench_register_fiqa_methods(register: Any) -> None:
 @hookimpl
 def fiqabench_register_trainers(register: Any) -> None:
     for name, summary in (
-        ("diffiqa-r", "Fine-tune an FR backbone + linear head on DifFIQA labels (L1; paper §3.6, official recipe)"),
-        ("ediffiqa", "Fine-tune an FR backbone + MLP head on DifFIQA labels (representation consistency + "
-         "label optimisation; eDifFIQA recipe)"),
+        ("diffiqa-r", "Fine-tune an FR backbone + linear head on --labels LABELS (from `fiqabench label`; L1; "
+         "paper §3.6, official recipe)"),
+        ("ediffiqa", "Fine-tune an FR backbone + MLP head on --labels LABELS (from `fiqabench label`; "
+         "representation consistency + label optimisation; eDifFIQA recipe)"),
     ):
         register(
             name,
