@@ -5,6 +5,7 @@ Usage::
     .venv/bin/python benchmarks/distillation.py [--output DIR] [--cache-dir DIR] [--threads 1]
                                                 [--bootstrap 2000] [--rounds 7] [--labels LABELS]
                                                 [--learning-curve N,N,...] [--skip-speed]
+                                                [--seed-agreement]
 
 1. **Agreement and accuracy**: one ``fiqabench run --datasets synthetic`` through the CLI with
    ``diffiqa``, ``diffiqa-r``, ``ediffiqa`` (shipped weights), ``embedding-norm`` and ``random``;
@@ -77,6 +78,15 @@ def quality(args: argparse.Namespace) -> Path:
     for label, mask in (("clean", ~degraded), ("degraded", degraded)):
         low, high = np.percentile(reference[mask], [5, 95])
         print(f"diffiqa on the {mask.sum()} {label} images: 5th-95th percentile {low:.3f}-{high:.3f}")
+    if args.seed_agreement:
+        # DifFIQA against itself with another run seed: the agreement a regressor could hope for
+        other = tmp / "run-seed-1"
+        subprocess.run([*command[:command.index("--methods")], "--methods", "diffiqa", "--seed", "1", "--output",
+                        str(other), "--cache-dir", str(cache), "--formats", "csv"], check=True,
+                       env={**os.environ, "OMP_NUM_THREADS": str(args.threads)})
+        again = load_qualities(other, "diffiqa", ids)
+        rhos = [spearmanr(again[m], reference[m])[0] for m in (slice(None), ~degraded, degraded)]
+        print(f"diffiqa seed 1 vs seed 0, Spearman all / clean / degraded: {' / '.join(f'{r:.3f}' for r in rhos)}")
     if args.bootstrap > 0:
         variants = {name: (out, name) for name in ("diffiqa",) + DISTILLED + ("embedding-norm",)}
         print(f"\nIdentity bootstrap against diffiqa ({args.bootstrap} replicates, paired, threshold fixed):")
@@ -222,6 +232,8 @@ def main() -> None:
     parser.add_argument("--learning-curve", type=lambda text: [int(v) for v in text.split(",")], default=[],
                         metavar="N,N,...", help="with --labels: retrain DifFIQA(R) on the first N labelled images")
     parser.add_argument("--skip-speed", action="store_true")
+    parser.add_argument("--seed-agreement", action="store_true",
+                        help="also run DifFIQA with run seed 1 and print its Spearman with seed 0 (all / clean / degraded)")
     args = parser.parse_args()
     if args.labels:
         label_summary(args.labels, args.cache_dir)
