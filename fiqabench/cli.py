@@ -7,7 +7,6 @@ Any :class:`~fiqabench.errors.FiqabenchError` becomes one line on stderr and exi
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import logging
 import os
@@ -523,11 +522,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     given.update(_key_values(args.option, "--option"))
     options = entry.resolve_options(given)
     inputs: dict[str, Any] = {}
+    defaults = dict(entry.inputs)  # input -> default component name
     labels = None
     if "labels" in entry.inputs:
         labels, dataset_input, fr_default = _labels_input(registry, args)
         inputs["dataset"] = dataset_input
-        entry = dataclasses.replace(entry, inputs={**entry.inputs, "fr_model": entry.inputs.get("fr_model") or fr_default})
+        defaults["fr_model"] = defaults.get("fr_model") or fr_default
     elif args.labels:
         raise ConfigError(f"trainer {entry.name!r} takes no --labels")
     for kind, flag, name, option_flag, option_values in (
@@ -536,11 +536,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     ):
         if kind == "dataset" and labels is not None:
             continue  # the labels' own dataset (above)
-        if kind not in entry.inputs:
+        if kind not in defaults:
             if name or option_values:
                 raise ConfigError(f"trainer {entry.name!r} takes no {flag}")
             continue
-        name = name or entry.inputs[kind]
+        name = name or defaults[kind]
         if name is None:
             continue  # optional input left out: the trainer has another source (an option)
         component = registry.get(kind, name)

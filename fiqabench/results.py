@@ -197,16 +197,19 @@ class ResultsDocument(TypedDict):
     results: list[ResultRow]
 
 
-def environment(device: str = "cpu") -> dict[str, Any]:
-    """Host and library versions (read from package metadata: torch is not imported for this)."""
+def package_version(package: str) -> str | None:
+    """An installed distribution's version from its metadata (None: not installed); imports nothing."""
     import importlib.metadata
 
-    def version(package: str) -> str | None:
-        try:
-            return importlib.metadata.version(package)
-        except importlib.metadata.PackageNotFoundError:
-            return None
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
 
+
+def environment(device: str = "cpu") -> dict[str, Any]:
+    """Host and library versions (read from package metadata: torch is not imported for this)."""
+    version = package_version
     return {
         "host": socket.gethostname(),
         "platform": platform.platform(),

@@ -18,10 +18,11 @@ from fiqabench.assemble import assemble
 from fiqabench.cache import Cache
 from fiqabench.config import RunConfig
 from fiqabench.errors import ConfigError
-from fiqabench.labels import write_labels
 from fiqabench.executors import Executor, LocalExecutor, ProgressFactory, null_progress
+from fiqabench.labels import write_labels
 from fiqabench.plan import Component, DatasetPlan, MethodPlan, Plan, build_plan, sample_seeds
 from fiqabench.registry import Registry
+from fiqabench.results import package_version
 from fiqabench.tasks import Task, Workspace, cache_root, make_label_tasks, make_tasks
 
 __all__ = [
@@ -62,7 +63,7 @@ class Runner:
         return assemble(plan, tasks, self.config, self.registry, self.workspace, self.cache)
 
     def label_tasks(self, plan: Plan) -> list[Task]:
-        return make_label_tasks(plan, self.config, self.workspace)
+        return make_label_tasks(plan, self.config, self.workspace, self.cache)
 
     def label(self, plan: Plan, output: Path) -> str:
         """``fiqabench label``: the plan's one method over its one dataset as a ``label`` task
@@ -87,7 +88,7 @@ class Runner:
                         "manifest": task.payload["manifest"]},
             "seed": task.seed,
             "cache_key": task.key,
-            "versions": _versions(),
+            "versions": {name: package_version(name) for name in ("torch", "pluggy")},
         }
         write_labels(output, samples=samples.ids, identities=samples.subjects, scores=scores, provenance=provenance)
         failed = int(np.isnan(scores).sum())
@@ -116,18 +117,6 @@ class Runner:
                 "cost_source": task.cost_source if task.kind != "compare" else None,
             })
         return rows
-
-
-def _versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    found = {}
-    for name in ("torch", "pluggy"):
-        try:
-            found[name] = version(name)
-        except PackageNotFoundError:
-            pass
-    return found
 
 
 def format_dry_run(rows: Sequence[dict[str, Any]]) -> str:

@@ -151,12 +151,11 @@ def make_tasks(plan: Plan, config: Any, workspace: Workspace, cache: Cache) -> l
     return tasks
 
 
-def make_label_tasks(plan: Plan, config: Any, workspace: Workspace) -> list[Task]:
+def make_label_tasks(plan: Plan, config: Any, workspace: Workspace, cache: Cache) -> list[Task]:
     """The ``label`` tasks of a plan (one per dataset x method; no embed or compare work). Their
     keys are those of the ``quality`` tasks of the same components, so labels and benchmark scores
     share the cache: neither computes what the other has."""
     tasks = []
-    cache = Cache(cache_root(config.cache_dir))
     for dplan in plan.datasets:
         dataset = workspace.get(dplan.component.ref())
         part = dataset_part(dplan.component, dataset.manifest_digest())
