@@ -65,6 +65,26 @@ def min_max(scores: np.ndarray) -> np.ndarray:
     return (scores - lo) / (hi - lo)
 
 
+def quantiles(scores: np.ndarray) -> np.ndarray:
+    """Rank normalisation to [0, 1]: ``(rank - 1) / (N - 1)`` with tied scores sharing their mean
+    rank, so the lowest score maps to 0 and the highest to 1 as with :func:`min_max`, but equal
+    steps in label order are equal steps in value (a training target for rank agreement).
+
+    >>> quantiles(np.array([2.0, 40.0, 3.0, 3.0])).tolist()
+    [0.0, 1.0, 0.5, 0.5]
+    """
+    from scipy.stats import rankdata
+
+    scores = np.asarray(scores, dtype=np.float64)
+    if scores.size < 2:
+        return np.zeros_like(scores)
+    return (rankdata(scores, method="average") - 1.0) / (scores.size - 1)
+
+
+#: Label normalisations a trainer can ask for by name: the official min-max, or ranks.
+NORMALISATIONS = {"min-max": min_max, "rank": quantiles}
+
+
 def validation_mask(scores: np.ndarray, every: int = VALIDATION_EVERY) -> np.ndarray:
     """True for every ``every``-th image in ascending score order, starting with the lowest.
 

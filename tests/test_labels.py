@@ -13,9 +13,16 @@ import numpy as np
 import pytest
 
 from fiqabench.errors import InputFormatError, MissingArtifactError
-from fiqabench.labels import min_max, read_labels, validation_mask, write_labels
+from fiqabench.labels import min_max, quantiles, read_labels, validation_mask, write_labels
 
 from .conftest import run_cli
+
+
+def test_rank_normalisation_by_hand() -> None:
+    # ranks 1, 4, 2.5, 2.5 (the two 3.0 share ranks 2 and 3) -> (rank - 1) / 3
+    assert quantiles(np.array([2.0, 40.0, 3.0, 3.0])).tolist() == [0.0, 1.0, 0.5, 0.5]
+    assert quantiles(np.array([0.9, 0.1, 0.5, 0.7, 0.3])).tolist() == [1.0, 0.0, 0.5, 0.75, 0.25]
+    assert quantiles(np.array([7.0])).tolist() == [0.0]
 
 
 def test_min_max_and_the_official_validation_split_by_hand() -> None:

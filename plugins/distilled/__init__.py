@@ -20,7 +20,8 @@ from typing import Any
 
 from fiqabench import hookimpl
 from fiqabench.api import Option
-from fiqabench.options import choice, integer, number
+from fiqabench.labels import NORMALISATIONS
+from fiqabench.options import boolean, choice, integer, number
 
 #: Bump when scores change for the same options (cache keys use name@version).
 VERSION = "1"
@@ -120,6 +121,13 @@ def _trainer_options(name: str) -> dict[str, Option]:
         "clip_grad_norm": Option(5.0, "gradient-norm clipping (official 5)", number(min=0, min_inclusive=False)),
         "amp": Option("auto", "mixed precision: auto (on for CUDA, as the official code), on, off",
                       choice("auto", "on", "off"), choices=("auto", "on", "off")),
+        "lr_schedule": Option("constant", "learning rates over the run: constant (official) or cosine (decaying to 0"
+                              " at the last step)", choice("constant", "cosine"), choices=("constant", "cosine")),
+        "hflip": Option(False, "mirror each training image with probability 0.5 (official: no augmentation)",
+                        boolean),
+        "label_normalisation": Option(
+            "min-max", "training target: min-max normalised labels (official) or rank, (rank - 1) / (N - 1)",
+            choice(*NORMALISATIONS), choices=tuple(NORMALISATIONS)),
         "seed": Option(42069, "seed of the batch order (the official seed_all value)", integer()),
         "checkpoint_steps": Option(200, "steps between resumable checkpoints (OUTPUT.ckpt)", integer(min=1),
                                    affects_result=False),

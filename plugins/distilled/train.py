@@ -23,6 +23,16 @@ Both follow the official training scripts (research notes §6 and §7; ``D: diff
 - **validation** after each epoch in eval mode, the mean of per-batch losses; the weights kept
   are those of the best validation loss (the official ``model.pth``).
 
+Three options depart from the official recipe and are off by default; the embedded weights use
+them because tens of thousands of labels are not 2 million (``benchmarks/distillation.md``):
+``lr_schedule=cosine`` (learning rates decay to 0 along the global step, so a constant-rate run's
+step-to-step jitter does not swamp label differences of 0.01), ``hflip=on`` (each image mirrored
+with probability 0.5: DifFIQA perturbs both a face and its mirror image, so it scores the two nearly alike;
+eDifFIQA's consistency target is then the frozen model's embedding of the mirrored image) and
+``label_normalisation=rank`` (targets ``(rank - 1) / (N - 1)`` instead of min-max: most DifFIQA
+scores crowd into the top tenth of the min-max range, and an L1 fit spends its precision where the
+labels are spread, not where the order of most images is decided).
+
 A checkpoint (``OUTPUT.ckpt``, safetensors: network, Adam moments, scaler, best weights, epoch and
 step) is written every ``checkpoint_steps`` steps and after each epoch; the batch order of an
 epoch depends only on ``(seed, epoch)``, so a rerun with the same options resumes where the
@@ -34,6 +44,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import math
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -44,7 +55,7 @@ import torch
 from torch import nn
 
 from fiqabench.errors import ConfigError
-from fiqabench.labels import Labels, min_max, validation_mask
+from fiqabench.labels import NORMALISATIONS, Labels, validation_mask
 from fiqabench_plugins.synthetic.train import atomic_save, optimizer_tensors, restore_optimizer
 
 from . import TRAINER_VERSION, losses
@@ -69,9 +80,9 @@ class Items:
         return len(self.index)
 
 
-def diffiqa_r_items(labels: Labels) -> Items:
-    """All labels, min-max normalised, every 10th by score for validation (dataset.py L55-62)."""
-    return Items(labels.index, min_max(labels.scores), validation_mask(labels.scores))
+def diffiqa_r_items(labels: Labels, normalisation: str = "min-max") -> Items:
+    """All labels, min-max normalised (or ranks), every 10th by score for validation (dataset.py L55-62)."""
+    return Items(labels.index, NORMALISATIONS[normalisation](labels.scores), validation_mask(labels.scores))
 
 
 def identity_centres(scores: np.ndarray, identities: np.ndarray, embeddings: np.ndarray, *,
@@ -94,7 +105,8 @@ def identity_centres(scores: np.ndarray, identities: np.ndarray, embeddings: np.
     return keep, centres
 
 
-def ediffiqa_items(labels: Labels, embeddings: np.ndarray, *, top_fraction: float, min_images: int) -> Items:
+def ediffiqa_items(labels: Labels, embeddings: np.ndarray, *, top_fraction: float, min_images: int,
+                   normalisation: str = "min-max") -> Items:
     identities = np.asarray(labels.identities)
     keep, centres = identity_centres(labels.scores, identities, embeddings, top_fraction=top_fraction,
                                      min_images=min_images)
@@ -108,7 +120,8 @@ def ediffiqa_items(labels: Labels, embeddings: np.ndarray, *, top_fraction: floa
         )
     scores = labels.scores[keep]
     rows = np.flatnonzero(keep)
-    return Items(labels.index[rows], min_max(scores), validation_mask(scores), frozen=embeddings[rows],
+    return Items(labels.index[rows], NORMALISATIONS[normalisation](scores), validation_mask(scores),
+                 frozen=embeddings[rows],
                  centres=np.stack([centres[str(i)] for i in identities[rows]]).astype(np.float32))
 
 
@@ -225,6 +238,7 @@ def fit(kind: str, cfg: Mapping[str, Any], items: Items, dataset: Any, fr_model:
         # fixed at 1 (iresnet.py L104-109), so the official training never updates it
         param.requires_grad_(not name.endswith("features.weight"))
     opt = _optimizer(net, cfg)
+    base_lrs = [float(group["lr"]) for group in opt.param_groups]  # before a resume restores any state
     amp = cfg["amp"] == "on" or (cfg["amp"] == "auto" and device.type == "cuda")
     if amp and device.type != "cuda":
         raise ConfigError("amp=on needs a CUDA device (the official code's autocast is CUDA's)")
@@ -246,15 +260,22 @@ def fit(kind: str, cfg: Mapping[str, Any], items: Items, dataset: Any, fr_model:
 
     source = ImageSource(dataset, items.index, float(cfg["image_cache_mb"]))
 
-    def loss_of(rows: np.ndarray, train: bool) -> torch.Tensor:
+    def loss_of(rows: np.ndarray, train: bool, flip: np.ndarray | None = None) -> torch.Tensor:
         x = fr_model.preprocess(source.read(rows)).to(device)  # the FR model's input space: the official transform
+        frozen = frozen_t[rows].to(device) if frozen_t is not None else None
+        if flip is not None and flip.any():
+            mirrored = torch.as_tensor(flip, device=device)
+            x = torch.where(mirrored[:, None, None, None], x.flip(-1), x)
+            if frozen is not None:  # consistency with what the frozen FR model makes of the mirrored image
+                with torch.no_grad():
+                    frozen = torch.where(mirrored[:, None], fr_model.forward(x).float(), frozen)
         with torch.autocast("cuda", dtype=torch.float16, enabled=amp):
             features, prediction = net(x)
         features, prediction = features.float(), prediction.float()
         q = labels_t[rows].to(device)
         if kind == "diffiqa-r":
             return losses.l1(prediction, q)
-        return losses.ediffiqa_loss(prediction, features, frozen_t[rows].to(device), q,
+        return losses.ediffiqa_loss(prediction, features, frozen, q,
                                     centres_t[rows].to(device) if train else None,
                                     theta=float(cfg["theta"]), epsilon=float(cfg["epsilon"]))
 
@@ -263,6 +284,9 @@ def fit(kind: str, cfg: Mapping[str, Any], items: Items, dataset: Any, fr_model:
             "config": config, "epoch": str(next_epoch), "step": str(next_step), "best_loss": repr(best_loss),
             "format": f"fiqabench {kind} checkpoint 1"})
 
+    total_steps = epochs * steps_per_epoch
+    cosine = cfg["lr_schedule"] == "cosine"
+    hflip = bool(cfg["hflip"])
     started = time.perf_counter()
     bar = progress((epochs - epoch) * steps_per_epoch - step, f"train {kind}") if progress else None
     while epoch < epochs:
@@ -271,7 +295,13 @@ def fit(kind: str, cfg: Mapping[str, Any], items: Items, dataset: Any, fr_model:
         batches = _batches(order, batch)
         running, seen = 0.0, 0
         for index in range(step, len(batches)):
-            loss = loss_of(batches[index], train=True)
+            if cosine:  # a function of the global step, so a resumed run continues the same curve
+                factor = 0.5 * (1.0 + math.cos(math.pi * (epoch * steps_per_epoch + index) / total_steps))
+                for group, base in zip(opt.param_groups, base_lrs):
+                    group["lr"] = base * factor
+            # the mirrored images of a step depend only on (seed, epoch, step), like the batch order
+            flip = np.random.default_rng([seed, epoch, index]).random(len(batches[index])) < 0.5 if hflip else None
+            loss = loss_of(batches[index], train=True, flip=flip)
             opt.zero_grad(set_to_none=True)
             if scaler is not None:
                 scaler.scale(loss).backward()
@@ -337,7 +367,7 @@ def train_diffiqa_r(*, options: Mapping[str, Any], device: str | torch.device = 
     _setup(options)
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    fit("diffiqa-r", options, diffiqa_r_items(labels), dataset, fr_model, labels, device=torch.device(device),
+    fit("diffiqa-r", options, diffiqa_r_items(labels, str(options["label_normalisation"])), dataset, fr_model, labels, device=torch.device(device),
         output=output, progress=progress)
     return output
 
@@ -350,7 +380,8 @@ def train_ediffiqa(*, options: Mapping[str, Any], device: str | torch.device = "
     output.parent.mkdir(parents=True, exist_ok=True)
     embeddings = frozen_embeddings(dataset, fr_model, labels.index, progress)
     items = ediffiqa_items(labels, embeddings, top_fraction=float(options["top_fraction"]),
-                           min_images=int(options["min_images"]))
+                           min_images=int(options["min_images"]),
+                           normalisation=str(options["label_normalisation"]))
     log.info("eDifFIQA: %d of %d images kept (identities with >= %d images in the top %.0f%%)", len(items),
              len(labels), int(options["min_images"]), 100 * float(options["top_fraction"]))
     fit("ediffiqa", options, items, dataset, fr_model, labels, device=torch.device(device), output=output,

@@ -104,12 +104,20 @@ class _Interrupt(Exception):
     pass
 
 
+#: The embedded recipe's departures from the official one (cosine learning rates, mirrored
+#: images, rank targets): a resumed run must land on the same weights with them too.
+EMBEDDED_DEPARTURES = {"lr_schedule": "cosine", "hflip": True, "label_normalisation": "rank"}
+
+
+@pytest.mark.parametrize("recipe", ["official", "embedded"])
 @pytest.mark.parametrize("kind", ["diffiqa-r", "ediffiqa"])
-def test_trainer_resumes_mid_epoch_to_the_same_weights(tmp_path: Path, kind: str) -> None:
+def test_trainer_resumes_mid_epoch_to_the_same_weights(tmp_path: Path, kind: str, recipe: str) -> None:
     from safetensors.torch import load_file
 
     labels = _tiny_labels(tmp_path / "labels")
     extra = {"min_images": 2} if kind == "ediffiqa" else {}
+    if recipe == "embedded":
+        extra.update(EMBEDDED_DEPARTURES)
     straight = _train(kind, labels, tmp_path / "straight.safetensors", **extra)
 
     class Bar:
@@ -136,6 +144,29 @@ def test_trainer_resumes_mid_epoch_to_the_same_weights(tmp_path: Path, kind: str
         assert torch.equal(a[key], b[key]), key
     with pytest.raises(ConfigError, match="other options"):
         _train(kind, labels, resumed, lr_head=1e-2, **extra)
+
+
+@pytest.mark.parametrize("kind", ["diffiqa-r", "ediffiqa"])
+def test_each_embedded_departure_changes_the_trained_weights(tmp_path: Path, kind: str) -> None:
+    """None of the three options is a no-op: each alone moves the weights away from the official run."""
+    from safetensors.torch import load_file
+
+    labels = _tiny_labels(tmp_path / "labels")
+    extra = {"min_images": 2} if kind == "ediffiqa" else {}
+    official = load_file(str(_train(kind, labels, tmp_path / "official.safetensors", **extra)))
+    for key, value in EMBEDDED_DEPARTURES.items():
+        other = load_file(str(_train(kind, labels, tmp_path / f"{key}.safetensors", **{**extra, key: value})))
+        assert any(not torch.equal(official[k], other[k]) for k in official), key
+
+
+def test_rank_targets_are_the_label_quantiles(tmp_path: Path) -> None:
+    from fiqabench_plugins.distilled.train import diffiqa_r_items
+
+    labels = read_labels(_tiny_labels(tmp_path / "labels"))
+    items = diffiqa_r_items(labels, "rank")
+    order = np.argsort(labels.scores, kind="stable")
+    assert items.labels[order].tolist() == pytest.approx(np.linspace(0.0, 1.0, len(order)).tolist())
+    assert items.validation.tolist() == diffiqa_r_items(labels).validation.tolist()
 
 
 def test_ediffiqa_refuses_when_no_identity_has_enough_top_images(tmp_path: Path) -> None:
