@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 import pytest
+from scipy.stats import spearmanr
 
 from .conftest import load_json, run_cli
 
@@ -44,3 +46,13 @@ def test_default_run_every_shipped_method(tmp_path: Path) -> None:
     assert rows["diffiqa"]["pauc"]["0.3"] <= 0.90
     for distilled in ("diffiqa-r", "ediffiqa"):  # one forward pass, informative (benchmarks/distillation.md)
         assert rows[distilled]["pauc"]["0.3"] <= 0.90
+    # the shipped distilled weights keep their rank agreement with their teacher (measured 0.884 and
+    # 0.867 in benchmarks/distillation.md; issue 14 asks 0.9; the untrained embedding norm gets 0.786)
+    qualities: dict[str, dict[str, float]] = {}
+    with (out / "qualities.csv").open(newline="") as handle:
+        for row in csv.DictReader(handle):
+            qualities.setdefault(row["method"], {})[row["sample"]] = float(row["quality"])
+    samples = sorted(qualities["diffiqa"])
+    teacher = [qualities["diffiqa"][s] for s in samples]
+    for distilled in ("diffiqa-r", "ediffiqa"):
+        assert spearmanr([qualities[distilled][s] for s in samples], teacher)[0] >= 0.85, distilled
