@@ -7,7 +7,7 @@ Both follow the official training scripts (research notes §6 and §7; ``D: diff
   were computed on and put into the FR model's own input space (the official transform: 112 px,
   RGB, ``(x - 0.5) / 0.5``); no augmentation. Labels are min-max normalised over the items kept
   and every 10th item in ascending score order is held out for validation
-  (:mod:`fiqabench.labels`);
+  (:mod:`fiqabench.labels`); ``hflip`` and ``label_normalisation`` below change the first two;
 - **eDifFIQA data preparation** (``prepare_data.py``): the frozen FR model embeds every image;
   tau = the score at position ``int(0.2 N)`` of the descending scores; an identity's centre is
   the mean raw embedding of its images scoring >= tau, and identities with fewer than
@@ -27,8 +27,9 @@ Three options depart from the official recipe and are off by default; the embedd
 them because tens of thousands of labels are not 2 million (``benchmarks/distillation.md``):
 ``lr_schedule=cosine`` (learning rates decay to 0 along the global step, so a constant-rate run's
 step-to-step jitter does not swamp label differences of 0.01), ``hflip=on`` (each image mirrored
-with probability 0.5: DifFIQA perturbs both a face and its mirror image, so it scores the two nearly alike;
-eDifFIQA's consistency target is then the frozen model's embedding of the mirrored image) and
+with probability 0.5: DifFIQA perturbs both a face and its mirror image, so it scores the two
+nearly alike; eDifFIQA's consistency target is then the frozen model's embedding of the mirrored
+image) and
 ``label_normalisation=rank`` (targets ``(rank - 1) / (N - 1)`` instead of min-max: most DifFIQA
 scores crowd into the top tenth of the min-max range, and an L1 fit spends its precision where the
 labels are spread, not where the order of most images is decided).
@@ -127,7 +128,7 @@ def ediffiqa_items(labels: Labels, embeddings: np.ndarray, *, top_fraction: floa
 
 class ImageSource:
     """The training images, decoded once and kept in memory when they fit in ``budget_mb``
-    (the embedded split: 12,000 x 32 x 32 x 3 bytes = 37 MB, rendered once instead of every
+    (the embedded split: 36,000 x 32 x 32 x 3 bytes = 111 MB, rendered once instead of every
     epoch), else read from the dataset for every batch (VGGFace2 at 112 px: 75 GB)."""
 
     def __init__(self, dataset: Any, index: np.ndarray, budget_mb: float) -> None:
@@ -367,8 +368,9 @@ def train_diffiqa_r(*, options: Mapping[str, Any], device: str | torch.device = 
     _setup(options)
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    fit("diffiqa-r", options, diffiqa_r_items(labels, str(options["label_normalisation"])), dataset, fr_model, labels, device=torch.device(device),
-        output=output, progress=progress)
+    items = diffiqa_r_items(labels, str(options["label_normalisation"]))
+    fit("diffiqa-r", options, items, dataset, fr_model, labels, device=torch.device(device), output=output,
+        progress=progress)
     return output
 
 
