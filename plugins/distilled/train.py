@@ -25,8 +25,8 @@ Both follow the official training scripts (research notes §6 and §7; ``D: diff
 
 Three options depart from the official recipe and are off by default; the embedded weights use
 them because tens of thousands of labels are not 2 million (``benchmarks/distillation.md``):
-``lr_schedule=cosine`` (learning rates decay to 0 along the global step, so a constant-rate run's
-step-to-step jitter does not swamp label differences of 0.01), ``hflip=on`` (each image mirrored
+``lr_schedule=cosine`` (learning rates decay to 0 along the global step, so the last steps settle
+where most labels differ by little), ``hflip=on`` (each image mirrored
 with probability 0.5: DifFIQA perturbs both a face and its mirror image, so it scores the two
 nearly alike; eDifFIQA's consistency target is then the frozen model's embedding of the mirrored
 image) and
