@@ -148,7 +148,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--dataset-option", action="append", metavar="KEY=VALUE", help="option of that dataset (repeatable)")
     tr.add_argument("--fr-model", help="registered FR model the trainer builds on (trainers that take one)")
     tr.add_argument("--fr-option", action="append", metavar="KEY=VALUE", help="option of that FR model (repeatable)")
-    tr.add_argument("--labels", metavar="LABELS", help="label folder from `fiqabench label` (distillation trainers)")
+    tr.add_argument("--labels", metavar="LABELS", action="append",
+                    help="label folder from `fiqabench label` (distillation trainers); repeat it to train on the"
+                         " union of several (same method and FR model)")
     tr.add_argument("--option", action="append", metavar="KEY=VALUE", help="trainer option (repeatable)")
     tr.add_argument("--config", metavar="FILE.toml", help="trainer options as a TOML table")
     tr.add_argument("--output", required=True, metavar="PATH", help="weight file to write")
@@ -525,8 +527,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     defaults = dict(entry.inputs)  # input -> default component name
     labels = None
     if "labels" in entry.inputs:
-        labels, dataset_input, fr_default = _labels_input(registry, args)
-        inputs["dataset"] = dataset_input
+        labels, dataset_inputs, fr_default = _labels_input(registry, args)
         defaults["fr_model"] = defaults.get("fr_model") or fr_default
     elif args.labels:
         raise ConfigError(f"trainer {entry.name!r} takes no --labels")
@@ -553,13 +554,17 @@ def cmd_train(args: argparse.Namespace) -> int:
     train = entry.load()
     built = {kind: spec.build(opts, args.device, resolved=True) for kind, (spec, opts) in inputs.items()}
     if labels is not None:
-        manifest = built["dataset"].manifest_digest()
-        if manifest != labels.dataset["manifest"]:
-            raise ConfigError(
-                f"--labels {args.labels}: dataset {labels.dataset['name']!r} has changed since the labels were"
-                f" computed (manifest {manifest[:12]}, labels {str(labels.dataset['manifest'])[:12]})"
-            )
-        built["labels"] = labels
+        datasets = []
+        for label_set, (spec, opts) in zip(labels, dataset_inputs):
+            dataset = spec.build(opts, args.device, resolved=True)
+            manifest = dataset.manifest_digest()
+            if manifest != label_set.dataset["manifest"]:
+                raise ConfigError(
+                    f"--labels {label_set.folder}: dataset {label_set.dataset['name']!r} has changed since the labels"
+                    f" were computed (manifest {manifest[:12]}, labels {str(label_set.dataset['manifest'])[:12]})"
+                )
+            datasets.append(dataset)
+        built["labels"], built["dataset"] = labels, tuple(datasets)
     # Trainers count their own units (steps, images): the bar says "it".
     progress = None if args.quiet else _progress_factory(False, unit="it")
     path = train(options=options, device=args.device, output=Path(args.output), progress=progress, **built)
@@ -567,27 +572,33 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _labels_input(registry: Any, args: argparse.Namespace) -> tuple[Any, tuple[Any, dict[str, Any]], str | None]:
-    """``--labels``: the label folder, its dataset rebuilt from the provenance (``--dataset-option``
-    may relocate it, e.g. ``root=``; the manifest must still match) and the FR model inside the
-    labelling method (the default backbone, as in the paper: CosFace for both)."""
-    from fiqabench.labels import read_labels
+def _labels_input(registry: Any, args: argparse.Namespace
+                  ) -> tuple[tuple[Any, ...], list[tuple[Any, dict[str, Any]]], str | None]:
+    """``--labels`` (one or more): each label folder, its dataset rebuilt from its provenance
+    (``--dataset-option`` applies to every one and may relocate it, e.g. ``root=``; the manifest
+    must still match) and the FR model inside the labelling method (the default backbone, as in the
+    paper: CosFace for both), which several folders must share (:func:`fiqabench.labels.check_joinable`)."""
+    from fiqabench.labels import check_joinable, read_labels
 
     if not args.labels:
         raise ConfigError(f"trainer {args.name!r} needs --labels LABELS (write them with `fiqabench label`)")
-    labels = read_labels(args.labels)
-    info = labels.dataset
-    if args.dataset and args.dataset != info.get("name"):
-        raise ConfigError(f"--dataset {args.dataset}: the labels in {args.labels} were computed on {info.get('name')!r}")
-    spec = registry.get("dataset", str(info.get("name")))
-    given = dict(info.get("options") or {})
-    given.update(_key_values(args.dataset_option, "--dataset-option"))
-    options = spec.resolve_options(given)
-    reason = spec.unavailable_reason(options)
-    if reason:
-        raise ConfigError(f"--labels {args.labels}: dataset {spec.name!r} is unavailable: {reason}"
-                          " (relocate it with --dataset-option root=DIR)")
-    return labels, (spec, options), labels.provenance.get("quality_fr_model_name")
+    label_sets = tuple(read_labels(folder) for folder in args.labels)
+    check_joinable(label_sets)
+    dataset_inputs = []
+    for folder, labels in zip(args.labels, label_sets):
+        info = labels.dataset
+        if args.dataset and args.dataset != info.get("name"):
+            raise ConfigError(f"--dataset {args.dataset}: the labels in {folder} were computed on {info.get('name')!r}")
+        spec = registry.get("dataset", str(info.get("name")))
+        given = dict(info.get("options") or {})
+        given.update(_key_values(args.dataset_option, "--dataset-option"))
+        options = spec.resolve_options(given)
+        reason = spec.unavailable_reason(options)
+        if reason:
+            raise ConfigError(f"--labels {folder}: dataset {spec.name!r} is unavailable: {reason}"
+                              " (relocate it with --dataset-option root=DIR)")
+        dataset_inputs.append((spec, options))
+    return label_sets, dataset_inputs, label_sets[0].provenance.get("quality_fr_model_name")
 
 
 COMMANDS = {

@@ -137,7 +137,9 @@ def fiqabench_register_trainers(register: RegisterCallback) -> None:
     trains and writes a weight file (resuming from checkpoints next to ``output``) and returns its
     path. ``inputs`` maps ``"dataset"``/``"fr_model"`` to a default name (None: none by default):
     the CLI resolves ``--dataset NAME``/``--fr-model NAME`` with their options from the registry,
-    builds them, and passes them as ``dataset=``/``fr_model=``.
+    builds them, and passes them as ``dataset=``/``fr_model=``. ``"labels"`` takes
+    ``--labels LABELS`` (repeatable) and passes ``labels=`` (a tuple of
+    :class:`fiqabench.labels.Labels`) and ``dataset=`` (the tuple of their datasets).
 
     Example::
 

@@ -12,7 +12,8 @@ scores twice) and writes them here as a folder of plain data::
 (DifFIQA(R) ``dataset.py`` L55-57), ``split`` is ``validation`` for every 10th image in ascending
 score order and ``train`` otherwise (``dataset.py`` L60-62; research notes section 6). Trainers
 that keep a subset (eDifFIQA drops identities) re-apply both rules to what they keep, as the
-official code does, with :func:`min_max` and :func:`validation_mask`.
+official code does, with :func:`min_max` and :func:`validation_mask`; trainers given several
+folders (:func:`check_joinable`) apply them over the union.
 
 Both files are written atomically, ``labels.csv`` first; ``provenance.json`` names its digest, so a
 half-written or edited folder is refused when read. Nothing here imports torch.
@@ -223,3 +224,27 @@ def read_labels(path: str | Path) -> Labels:
             validation.append(row[5] == "validation")
     return Labels(folder, np.asarray(index, dtype=np.int64), tuple(samples), tuple(identities),
                   np.asarray(scores), np.asarray(labels), np.asarray(validation, dtype=bool), provenance)
+
+
+def check_joinable(label_sets: Sequence[Labels]) -> None:
+    """Several label folders can train one network only if they are one label distribution: the
+    same labelling method with the same options and the same FR model, and no image twice (the
+    same folder, or two folders of the same dataset). The error names the folder at fault."""
+    first = label_sets[0]
+    for name, key in (("labelling method and options", "method"), ("FR model", "quality_fr_model")):
+        for other in label_sets[1:]:
+            if other.provenance.get(key) != first.provenance.get(key):
+                raise ConfigError(
+                    f"--labels {other.folder}: {name} {json.dumps(other.provenance.get(key), sort_keys=True)} differ"
+                    f" from those of {first.folder} ({json.dumps(first.provenance.get(key), sort_keys=True)});"
+                    " labels of different teachers are not one training set"
+                )
+    seen: dict[tuple[str, str], Path] = {}
+    for label_set in label_sets:
+        for what, value in (("labels", label_set.provenance["labels_sha256"]),
+                            ("dataset", str(label_set.dataset.get("manifest")))):
+            if (what, value) in seen:
+                reason = "are the same labels as" if what == "labels" else "label the same dataset as"
+                raise ConfigError(f"--labels {label_set.folder}: {reason} {seen[(what, value)]} (each image would"
+                                  " count twice)")
+            seen[(what, value)] = label_set.folder

@@ -322,8 +322,9 @@ class TrainerSpec(ComponentSpec):
     #: Components the CLI resolves from the registry, builds and passes as keyword arguments:
     #: ``{"dataset": "synthetic-train"}`` takes ``dataset=`` (default synthetic-train; None:
     #: required unless an option replaces it), ``{"fr_model": None}`` takes ``fr_model=``;
-    #: ``{"labels": None}`` takes ``labels=`` (a :class:`fiqabench.labels.Labels` from ``--labels``)
-    #: and ``dataset=`` (the dataset the labels were computed on, rebuilt from their provenance).
+    #: ``{"labels": None}`` takes ``labels=`` (a tuple of :class:`fiqabench.labels.Labels`, one per
+    #: ``--labels``, checked by :func:`fiqabench.labels.check_joinable`) and ``dataset=`` (the tuple
+    #: of the datasets they were computed on, each rebuilt from its provenance, in the same order).
     inputs: Mapping[str, str | None] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -3,11 +3,12 @@
 Both follow the official training scripts (research notes §6 and §7; ``D: diffiqa(r)/train.py``,
 ``utils.py``, ``configs/train_config.yaml``; ``E: train.py``, ``prepare_data.py``, ``dataset.py``):
 
-- **data**: the images of a label folder (``fiqabench label``), read through the dataset they
-  were computed on and put into the FR model's own input space (the official transform: 112 px,
-  RGB, ``(x - 0.5) / 0.5``); no augmentation. Labels are min-max normalised over the items kept
-  and every 10th item in ascending score order is held out for validation
-  (:mod:`fiqabench.labels`); ``hflip`` and ``label_normalisation`` below change the first two;
+- **data**: the images of one or more label folders (``fiqabench label``; several act as one
+  list, :class:`TrainingSet`), read through the datasets they were computed on and put into the
+  FR model's own input space (the official transform: 112 px, RGB, ``(x - 0.5) / 0.5``); no
+  augmentation. Labels are min-max normalised over the items kept and every 10th item in
+  ascending score order is held out for validation (:mod:`fiqabench.labels`), over the union of
+  the folders; ``hflip`` and ``label_normalisation`` below change the first two;
 - **eDifFIQA data preparation** (``prepare_data.py``): the frozen FR model embeds every image;
   tau = the score at position ``int(0.2 N)`` of the descending scores; an identity's centre is
   the mean raw embedding of its images scoring >= tau, and identities with fewer than
@@ -47,7 +48,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -68,9 +69,57 @@ log = logging.getLogger("fiqabench")
 EVAL_BATCH = 128
 
 
+class TrainingSet:
+    """One or more label folders as one list: row ``r`` is image ``index[r]`` of dataset
+    ``part[r]``, with its raw score and identity. Identities are prefixed with the folder's
+    position when there are several (two datasets may both have an identity "0001")."""
+
+    def __init__(self, labels: Labels | Sequence[Labels], datasets: Any) -> None:
+        self.labels = (labels,) if isinstance(labels, Labels) else tuple(labels)
+        self.datasets = tuple(datasets) if isinstance(datasets, (tuple, list)) else (datasets,)
+        if not self.labels or len(self.labels) != len(self.datasets):
+            raise ValueError(f"{len(self.labels)} label folders but {len(self.datasets)} datasets")
+        self.part = np.concatenate([np.full(len(part), k, np.int64) for k, part in enumerate(self.labels)])
+        self.index = np.concatenate([part.index for part in self.labels])
+        self.scores = np.concatenate([part.scores for part in self.labels])
+        several = len(self.labels) > 1
+        self.identities = np.asarray([f"{k}/{identity}" if several else identity
+                                      for k, part in enumerate(self.labels) for identity in part.identities])
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def read_images(self, rows: np.ndarray) -> np.ndarray:
+        """uint8 images of rows ``rows``, in that order, each read from its own dataset."""
+        if len(self.datasets) == 1:
+            return self.datasets[0].read_images(self.index[rows])
+        parts, index = self.part[rows], self.index[rows]
+        out: np.ndarray | None = None
+        for k in np.unique(parts):
+            where = np.flatnonzero(parts == k)
+            images = self.datasets[k].read_images(index[where])
+            if out is None:
+                out = np.empty((len(rows),) + images.shape[1:], images.dtype)
+            elif images.shape[1:] != out.shape[1:]:
+                raise ConfigError(f"--labels {self.labels[k].folder}: its dataset's images are {images.shape[1:]},"
+                                  f" those of the other folders {out.shape[1:]}; train on one image size")
+            out[where] = images
+        assert out is not None
+        return out
+
+    def describe(self) -> dict[str, Any]:
+        """Labels digest(s), dataset(s) and method, for the checkpoint config and the weights' metadata
+        (a string each for one folder, as before several were possible; lists otherwise)."""
+        sha = [part.provenance.get("labels_sha256") for part in self.labels]
+        spec = [part.dataset.get("spec") for part in self.labels]
+        one = len(self.labels) == 1
+        return {"sha256": sha[0] if one else sha, "dataset": spec[0] if one else spec,
+                "method": self.labels[0].provenance["method"]["name"]}
+
+
 class Items:
-    """What one training run sees: dataset indices, normalised labels, the validation split and
-    (eDifFIQA) frozen embeddings and identity centres, row-aligned."""
+    """What one training run sees: rows of the :class:`TrainingSet`, normalised labels, the
+    validation split and (eDifFIQA) frozen embeddings and identity centres, row-aligned."""
 
     def __init__(self, index: np.ndarray, labels: np.ndarray, validation: np.ndarray,
                  frozen: np.ndarray | None = None, centres: np.ndarray | None = None) -> None:
@@ -81,9 +130,10 @@ class Items:
         return len(self.index)
 
 
-def diffiqa_r_items(labels: Labels, normalisation: str = "min-max") -> Items:
+def diffiqa_r_items(train_set: TrainingSet, normalisation: str = "min-max") -> Items:
     """All labels, min-max normalised (or ranks), every 10th by score for validation (dataset.py L55-62)."""
-    return Items(labels.index, NORMALISATIONS[normalisation](labels.scores), validation_mask(labels.scores))
+    return Items(np.arange(len(train_set)), NORMALISATIONS[normalisation](train_set.scores),
+                 validation_mask(train_set.scores))
 
 
 def identity_centres(scores: np.ndarray, identities: np.ndarray, embeddings: np.ndarray, *,
@@ -106,22 +156,22 @@ def identity_centres(scores: np.ndarray, identities: np.ndarray, embeddings: np.
     return keep, centres
 
 
-def ediffiqa_items(labels: Labels, embeddings: np.ndarray, *, top_fraction: float, min_images: int,
+def ediffiqa_items(train_set: TrainingSet, embeddings: np.ndarray, *, top_fraction: float, min_images: int,
                    normalisation: str = "min-max") -> Items:
-    identities = np.asarray(labels.identities)
-    keep, centres = identity_centres(labels.scores, identities, embeddings, top_fraction=top_fraction,
+    identities = train_set.identities
+    keep, centres = identity_centres(train_set.scores, identities, embeddings, top_fraction=top_fraction,
                                      min_images=min_images)
     if not keep.any():
-        descending = np.sort(labels.scores)[::-1]
+        descending = np.sort(train_set.scores)[::-1]
         tau = descending[min(len(descending) - 1, int(top_fraction * len(descending)))]
-        _, counts = np.unique(identities[labels.scores >= tau], return_counts=True)
+        _, counts = np.unique(identities[train_set.scores >= tau], return_counts=True)
         raise ConfigError(
             f"eDifFIQA: no identity has min_images={min_images} images in the top {top_fraction:.0%} of the labels"
             f" (at most {int(counts.max()) if len(counts) else 0} per identity here); lower --option min_images"
         )
-    scores = labels.scores[keep]
+    scores = train_set.scores[keep]
     rows = np.flatnonzero(keep)
-    return Items(labels.index[rows], NORMALISATIONS[normalisation](scores), validation_mask(scores),
+    return Items(rows, NORMALISATIONS[normalisation](scores), validation_mask(scores),
                  frozen=embeddings[rows],
                  centres=np.stack([centres[str(i)] for i in identities[rows]]).astype(np.float32))
 
@@ -131,26 +181,26 @@ class ImageSource:
     (the embedded split: 36,000 x 32 x 32 x 3 bytes = 111 MB, rendered once instead of every
     epoch), else read from the dataset for every batch (VGGFace2 at 112 px: 75 GB)."""
 
-    def __init__(self, dataset: Any, index: np.ndarray, budget_mb: float) -> None:
-        self.dataset, self.index = dataset, index
+    def __init__(self, train_set: TrainingSet, index: np.ndarray, budget_mb: float) -> None:
+        self.train_set, self.index = train_set, index
         self.images: np.ndarray | None = None
-        first = dataset.read_images(index[:1])
+        first = train_set.read_images(index[:1])
         if first.nbytes * len(index) <= budget_mb * 2**20:
-            self.images = np.concatenate([first] + [dataset.read_images(index[i:i + EVAL_BATCH])
+            self.images = np.concatenate([first] + [train_set.read_images(index[i:i + EVAL_BATCH])
                                                     for i in range(1, len(index), EVAL_BATCH)])
 
     def read(self, rows: np.ndarray) -> np.ndarray:
         """uint8 images of item rows ``rows``."""
-        return self.images[rows] if self.images is not None else self.dataset.read_images(self.index[rows])
+        return self.images[rows] if self.images is not None else self.train_set.read_images(self.index[rows])
 
 
-def frozen_embeddings(dataset: Any, fr_model: Any, index: np.ndarray, progress: Any = None) -> np.ndarray:
+def frozen_embeddings(train_set: TrainingSet, fr_model: Any, rows: np.ndarray, progress: Any = None) -> np.ndarray:
     """The original FR model's raw embeddings (eDifFIQA's precomputed ``cosface-embeddings.pkl``)."""
     out = []
-    bar = progress(len(index), "embed (frozen FR model)") if progress else None
-    for start in range(0, len(index), EVAL_BATCH):
-        batch = index[start:start + EVAL_BATCH]
-        out.append(fr_model.embed(dataset.read_images(batch)))
+    bar = progress(len(rows), "embed (frozen FR model)") if progress else None
+    for start in range(0, len(rows), EVAL_BATCH):
+        batch = rows[start:start + EVAL_BATCH]
+        out.append(fr_model.embed(train_set.read_images(batch)))
         if bar is not None:
             bar.update(len(batch))
     if bar is not None:
@@ -182,10 +232,10 @@ def _optimizer(net: nn.Module, cfg: Mapping[str, Any]) -> torch.optim.Adam:
     return torch.optim.Adam(groups)
 
 
-def _config_json(kind: str, cfg: Mapping[str, Any], labels: Labels, fr_model: Any) -> str:
+def _config_json(kind: str, cfg: Mapping[str, Any], train_set: TrainingSet, fr_model: Any) -> str:
     relevant = {k: v for k, v in sorted(cfg.items()) if k not in ("checkpoint_steps", "num_threads", "image_cache_mb")}
     return json.dumps({"trainer": f"{kind}@{TRAINER_VERSION}", "options": relevant,
-                       "labels_sha256": labels.provenance.get("labels_sha256"),
+                       "labels_sha256": train_set.describe()["sha256"],
                        "fr_model": f"{getattr(fr_model, 'name', '?')}:{getattr(fr_model, 'weights_digest', '')}"},
                       sort_keys=True)
 
@@ -227,7 +277,7 @@ def _batches(rows: np.ndarray, size: int) -> list[np.ndarray]:
     return batches
 
 
-def fit(kind: str, cfg: Mapping[str, Any], items: Items, dataset: Any, fr_model: Any, labels: Labels, *,
+def fit(kind: str, cfg: Mapping[str, Any], items: Items, train_set: TrainingSet, fr_model: Any, *,
         device: torch.device, output: Path, progress: Any = None) -> nn.Module:
     """Train and write ``output`` (safetensors of the best-validation weights); see the module docstring."""
     seed = int(cfg["seed"])
@@ -244,7 +294,7 @@ def fit(kind: str, cfg: Mapping[str, Any], items: Items, dataset: Any, fr_model:
     if amp and device.type != "cuda":
         raise ConfigError("amp=on needs a CUDA device (the official code's autocast is CUDA's)")
     scaler = torch.amp.GradScaler("cuda") if amp else None
-    config = _config_json(kind, cfg, labels, fr_model)
+    config = _config_json(kind, cfg, train_set, fr_model)
     train_rows = np.flatnonzero(~items.validation)
     val_rows = np.flatnonzero(items.validation)
     batch = int(cfg["batch_size"])
@@ -259,7 +309,7 @@ def fit(kind: str, cfg: Mapping[str, Any], items: Items, dataset: Any, fr_model:
     frozen_t = torch.as_tensor(items.frozen) if items.frozen is not None else None
     centres_t = torch.as_tensor(items.centres) if items.centres is not None else None
 
-    source = ImageSource(dataset, items.index, float(cfg["image_cache_mb"]))
+    source = ImageSource(train_set, items.index, float(cfg["image_cache_mb"]))
 
     def loss_of(rows: np.ndarray, train: bool, flip: np.ndarray | None = None) -> torch.Tensor:
         x = fr_model.preprocess(source.read(rows)).to(device)  # the FR model's input space: the official transform
@@ -347,10 +397,8 @@ def fit(kind: str, cfg: Mapping[str, Any], items: Items, dataset: Any, fr_model:
         "input_space": json.dumps({"size": list(space.size), "channel_order": space.channel_order,
                                    "mean": list(space.mean), "std": list(space.std)}),
         "config": config,
-        "labels": json.dumps({"sha256": labels.provenance.get("labels_sha256"), "n_items": len(items),
-                              "n_train": int(len(train_rows)), "n_validation": int(len(val_rows)),
-                              "dataset": labels.dataset.get("spec"), "method": labels.provenance["method"]["name"]},
-                             sort_keys=True),
+        "labels": json.dumps({**train_set.describe(), "n_items": len(items), "n_train": int(len(train_rows)),
+                              "n_validation": int(len(val_rows))}, sort_keys=True),
         "best_validation_loss": repr(best_loss),
     })
     log.info("wrote %s (%.1f s of training)", output, time.perf_counter() - started)
@@ -363,29 +411,33 @@ def _setup(options: Mapping[str, Any]) -> None:
 
 
 def train_diffiqa_r(*, options: Mapping[str, Any], device: str | torch.device = "cpu", output: Path,
-                    progress: Any = None, labels: Labels, dataset: Any, fr_model: Any) -> Path:
-    """DifFIQA(R) (paper §3.6): backbone + Linear, L1 to the normalised labels."""
+                    progress: Any = None, labels: Labels | Sequence[Labels], dataset: Any, fr_model: Any) -> Path:
+    """DifFIQA(R) (paper §3.6): backbone + Linear, L1 to the normalised labels. ``labels`` and
+    ``dataset``: one label folder and its dataset, or tuples of them (trained on as one set)."""
     _setup(options)
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    items = diffiqa_r_items(labels, str(options["label_normalisation"]))
-    fit("diffiqa-r", options, items, dataset, fr_model, labels, device=torch.device(device), output=output,
+    train_set = TrainingSet(labels, dataset)
+    items = diffiqa_r_items(train_set, str(options["label_normalisation"]))
+    fit("diffiqa-r", options, items, train_set, fr_model, device=torch.device(device), output=output,
         progress=progress)
     return output
 
 
 def train_ediffiqa(*, options: Mapping[str, Any], device: str | torch.device = "cpu", output: Path,
-                   progress: Any = None, labels: Labels, dataset: Any, fr_model: Any) -> Path:
-    """eDifFIQA: backbone + MLP, representation consistency + label optimisation."""
+                   progress: Any = None, labels: Labels | Sequence[Labels], dataset: Any, fr_model: Any) -> Path:
+    """eDifFIQA: backbone + MLP, representation consistency + label optimisation (``labels`` and
+    ``dataset`` as for :func:`train_diffiqa_r`)."""
     _setup(options)
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    embeddings = frozen_embeddings(dataset, fr_model, labels.index, progress)
-    items = ediffiqa_items(labels, embeddings, top_fraction=float(options["top_fraction"]),
+    train_set = TrainingSet(labels, dataset)
+    embeddings = frozen_embeddings(train_set, fr_model, np.arange(len(train_set)), progress)
+    items = ediffiqa_items(train_set, embeddings, top_fraction=float(options["top_fraction"]),
                            min_images=int(options["min_images"]),
                            normalisation=str(options["label_normalisation"]))
     log.info("eDifFIQA: %d of %d images kept (identities with >= %d images in the top %.0f%%)", len(items),
-             len(labels), int(options["min_images"]), 100 * float(options["top_fraction"]))
-    fit("ediffiqa", options, items, dataset, fr_model, labels, device=torch.device(device), output=output,
+             len(train_set), int(options["min_images"]), 100 * float(options["top_fraction"]))
+    fit("ediffiqa", options, items, train_set, fr_model, device=torch.device(device), output=output,
         progress=progress)
     return output

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -72,17 +73,19 @@ def _registry() -> Registry:
 DATASET_OPTIONS = {"identities": 4, "images_per_identity": 6, "degraded_fraction": 0.5}
 
 
-def _tiny_labels(folder: Path) -> Path:
+def _tiny_labels(folder: Path, method: str = "severity@test", shift: float = 0.0, **dataset_options: object) -> Path:
     """Labels from the synthetic severities (a stand-in for DifFIQA scores: the trainer only reads
-    the scores), on a 24-image degraded split."""
+    the scores) plus ``shift``, on a 24-image degraded split (``dataset_options`` change it, e.g.
+    ``seed=1``)."""
     reg = _registry()
     spec = reg.get("dataset", "synthetic-train")
-    options = spec.resolve_options(DATASET_OPTIONS)
+    options = spec.resolve_options({**DATASET_OPTIONS, **dataset_options})
     dataset = spec.build(options, "cpu", resolved=True)
     samples = dataset.samples()
     scores = np.array([1.0 - float(m["severity"]) for m in samples.metadata]) + np.linspace(0, 0.01, len(samples))
+    scores += shift
     return write_labels(folder, samples=samples.ids, identities=samples.subjects, scores=scores, provenance={
-        "method": {"name": "severity@test"},
+        "method": {"name": method},
         "quality_fr_model_name": "synthetic-arcface",
         "dataset": {"name": "synthetic-train", "spec": dataset.name, "options": options,
                     "manifest": dataset.manifest_digest()},
@@ -160,13 +163,14 @@ def test_each_embedded_departure_changes_the_trained_weights(tmp_path: Path, kin
 
 
 def test_rank_targets_are_the_label_quantiles(tmp_path: Path) -> None:
-    from fiqabench_plugins.distilled.train import diffiqa_r_items
+    from fiqabench_plugins.distilled.train import TrainingSet, diffiqa_r_items
 
     labels = read_labels(_tiny_labels(tmp_path / "labels"))
-    items = diffiqa_r_items(labels, "rank")
+    train_set = TrainingSet(labels, None)  # the items need the scores only
+    items = diffiqa_r_items(train_set, "rank")
     order = np.argsort(labels.scores, kind="stable")
     assert items.labels[order].tolist() == pytest.approx(np.linspace(0.0, 1.0, len(order)).tolist())
-    assert items.validation.tolist() == diffiqa_r_items(labels).validation.tolist()
+    assert items.validation.tolist() == diffiqa_r_items(train_set).validation.tolist()
 
 
 def test_ediffiqa_refuses_when_no_identity_has_enough_top_images(tmp_path: Path) -> None:
@@ -197,6 +201,90 @@ def test_train_cli_takes_labels_and_the_method_loads_the_result(tmp_path: Path) 
     wrong = run_cli("train", "diffiqa-r", "--labels", str(labels), "--dataset-option", "seed=1",
                     "--output", str(tmp_path / "x.safetensors"), "-q")
     assert wrong.returncode == 2 and "has changed since the labels were computed" in wrong.stderr
+
+
+def _two_folders(tmp_path: Path) -> tuple[Path, Path]:
+    """Two label folders of one teacher over two worlds of training identities (seed 0 and 1); the
+    second one's scores shifted by less than a step between the first one's, so none tie."""
+    return _tiny_labels(tmp_path / "a"), _tiny_labels(tmp_path / "b", shift=1e-4, seed=1)
+
+
+def test_several_label_folders_are_one_training_set(tmp_path: Path) -> None:
+    """Rows of the union read their images from their own dataset; normalisation and the
+    validation split are those of the concatenated scores, not of each folder; identities of two
+    datasets never merge (both worlds name an identity "0000"-like)."""
+    from fiqabench_plugins.distilled.train import TrainingSet, diffiqa_r_items, ediffiqa_items
+
+    reg = _registry()
+    a, b = (read_labels(folder) for folder in _two_folders(tmp_path))
+    datasets = tuple(reg.get("dataset", "synthetic-train").build({**DATASET_OPTIONS, **extra}, "cpu")
+                     for extra in ({}, {"seed": 1}))
+    union = TrainingSet((a, b), datasets)
+    assert len(union) == len(a) + len(b) == 48
+    rows = np.array([30, 2, 47, 24, 0])  # both folders, out of order
+    expected = [datasets[0].read_images([int(a.index[r])]) if r < 24 else datasets[1].read_images([int(b.index[r - 24])])
+                for r in rows]
+    assert np.array_equal(union.read_images(rows), np.concatenate(expected))
+    assert not np.array_equal(union.read_images(np.array([0])), union.read_images(np.array([24])))
+
+    scores = np.concatenate([a.scores, b.scores])
+    items = diffiqa_r_items(union, "rank")
+    ranks = np.argsort(np.argsort(scores, kind="stable"), kind="stable")
+    assert items.labels.tolist() == pytest.approx((ranks / 47).tolist())
+    assert items.validation.tolist() == (ranks % 10 == 0).tolist()
+    assert diffiqa_r_items(union).labels.tolist() == pytest.approx(
+        ((scores - scores.min()) / (scores.max() - scores.min())).tolist())
+
+    assert set(a.identities) == set(b.identities)  # same names in both worlds ...
+    assert len(set(union.identities)) == 2 * len(set(a.identities))  # ... kept apart
+    embeddings = np.random.default_rng(0).normal(size=(48, 4)).astype(np.float32)
+    kept = ediffiqa_items(union, embeddings, top_fraction=0.5, min_images=2)
+    alone = ediffiqa_items(TrainingSet(a, datasets[0]), embeddings[:24], top_fraction=0.5, min_images=2)
+    assert set(kept.index.tolist()) != set(alone.index.tolist())  # tau is the union's
+
+
+def test_train_cli_takes_several_label_folders(tmp_path: Path) -> None:
+    from fiqabench_plugins.distilled.method import read_metadata
+
+    a, b = _two_folders(tmp_path)
+    for kind, extra, n_items in (("diffiqa-r", [], 48), ("ediffiqa", ["--option", "min_images=2"], None)):
+        out = tmp_path / f"{kind}.safetensors"
+        done = run_cli("train", kind, "--labels", str(a), "--labels", str(b), "--option", "epochs=1",
+                       "--option", "batch_size=8", *extra, "--output", str(out), "-q")
+        assert done.returncode == 0, done.stderr
+        meta = read_metadata(out)
+        recorded = json.loads(meta["labels"])
+        assert recorded["sha256"] == [read_labels(x).provenance["labels_sha256"] for x in (a, b)]
+        assert recorded["dataset"] == [read_labels(x).dataset["spec"] for x in (a, b)]
+        assert recorded["n_train"] + recorded["n_validation"] == recorded["n_items"] == (n_items or recorded["n_items"])
+        assert json.loads(meta["config"])["labels_sha256"] == recorded["sha256"]
+    # a checkpoint of one folder is not resumed by a run on two
+    single = tmp_path / "one.safetensors"
+    assert run_cli("train", "diffiqa-r", "--labels", str(a), "--option", "epochs=1", "--option", "batch_size=8",
+                   "--output", str(single), "-q").returncode == 0
+    single.unlink()
+    again = run_cli("train", "diffiqa-r", "--labels", str(a), "--labels", str(b), "--option", "epochs=1",
+                    "--option", "batch_size=8", "--output", str(single), "-q")
+    assert again.returncode == 2 and "other options or labels" in again.stderr
+
+
+def test_label_folders_that_are_not_one_training_set_are_refused(tmp_path: Path) -> None:
+    a, b = _two_folders(tmp_path)
+    other_teacher = _tiny_labels(tmp_path / "c", method="other@test", seed=2)
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for name in ("labels.csv", "provenance.json"):
+        (copy / name).write_bytes((a / name).read_bytes())
+    relabelled = _tiny_labels(tmp_path / "d", shift=5e-5)  # other scores of a's images (seed 0 again)
+    for folders, fragment in (
+        ((a, other_teacher), f"--labels {other_teacher}: labelling method and options"),
+        ((a, b, copy), f"--labels {copy}: are the same labels as {a}"),
+        ((a, relabelled), f"--labels {relabelled}: label the same dataset as {a}"),
+    ):
+        args = [x for folder in folders for x in ("--labels", str(folder))]
+        done = run_cli("train", "diffiqa-r", *args, "--output", str(tmp_path / "w.safetensors"), "-q")
+        assert done.returncode == 2 and fragment in done.stderr, (folders, done.stderr)
+        assert len(done.stderr.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize("name", ["diffiqa-r", "ediffiqa"])
