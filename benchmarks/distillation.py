@@ -3,7 +3,7 @@
 Usage::
 
     .venv/bin/python benchmarks/distillation.py [--output DIR] [--cache-dir DIR] [--threads 1]
-                                                [--bootstrap 2000] [--rounds 7] [--labels LABELS]
+                                                [--bootstrap 2000] [--rounds 7] [--labels LABELS ...]
                                                 [--learning-curve N,N,...] [--skip-speed]
                                                 [--seed-agreement]
 
@@ -18,10 +18,12 @@ Usage::
    interleaved rounds, ratio per round, median (target <= 1.2x); DifFIQA's ms per image on a
    subset in the same rounds, and the speed-up (the paper: 1,074.62 / 1.24 ms = ~870x on an
    RTX 3090 with iResNet-100 at 112 px).
-3. With ``--labels``: the label set the shipped weights were trained on (size, identities, the
-   share of min-max labels above 0.9, the label job's CPU time from the batch timings in the
-   cache); with ``--learning-curve 6000,12000`` also DifFIQA(R) retrained with the shipped recipe
-   on the labels of the first N images, and its Spearman with DifFIQA (minutes per point).
+3. With ``--labels`` (repeat it for several folders, in the order the weights were trained on
+   them): the label sets the shipped weights were trained on (size, identities, the share of
+   min-max labels above 0.9, each label job's CPU time from the batch timings in the cache); with
+   ``--learning-curve 6000,12000`` also DifFIQA(R) retrained with the shipped recipe on the labels
+   of the first N images of the folders taken in order, and its Spearman with DifFIQA (minutes
+   per point).
 4. With ``--seed-agreement``: DifFIQA run again with run seed 1, and with n = 2 repeats (the
    shipped labels' setting), each against the seed-0 n = 10 scores.
 """
@@ -116,37 +118,43 @@ def learning_curve(args: argparse.Namespace, run_dir: Path) -> None:
     from fiqabench_plugins.distilled.method import DistilledMethod, read_metadata
     from fiqabench_plugins.synthetic.dataset import build
 
-    labels = read_labels(args.labels)
+    folders = [read_labels(path) for path in args.labels]
     data = build("synthetic", {})
     ids = data.samples().ids
     reference = load_qualities(run_dir, "diffiqa", ids)
     images = data.read_images(list(range(len(ids))))
     batch = SampleBatch(ids=ids, images=images, metadata=({},) * len(ids), seeds=np.zeros(len(ids), np.int64))
     tmp = Path(tempfile.mkdtemp(prefix="distillation-curve-"))
-    print(f"\nLearning curve: diffiqa-r, `fiqabench train diffiqa-r --labels SUBSET {EMBEDDED_RECIPE}`\n")
+    print(f"\nLearning curve: diffiqa-r, `fiqabench train diffiqa-r --labels SUBSET [--labels SUBSET] {EMBEDDED_RECIPE}`\n")
     print("| labels (first N images) | best validation L1 | Spearman with diffiqa | training s |")
     print("|---|---|---|---|")
     for n in args.learning_curve:
-        keep = labels.index < n
-        subset = tmp / f"labels-{n}"
-        scores = np.full(int(labels.index.max()) + 1, np.nan)
-        scores[labels.index[keep]] = labels.scores[keep]
-        samples = [""] * len(scores)
-        identities = [""] * len(scores)
-        for i, sample, identity in zip(labels.index, labels.samples, labels.identities):
-            samples[i], identities[i] = sample, identity
-        provenance = {k: v for k, v in labels.provenance.items()
-                      if k in ("method", "quality_fr_model", "quality_fr_model_name", "dataset", "seed", "cache_key")}
-        write_labels(subset, samples=samples, identities=identities, scores=scores, provenance=provenance)
+        subsets, left = [], n
+        for k, labels in enumerate(folders):
+            keep = labels.index < left  # a label folder holds a whole dataset: its first images, whole identities
+            if not keep.any():
+                break
+            left -= int(keep.sum())
+            subset = tmp / f"labels-{n}-{k}"
+            scores = np.full(int(labels.index.max()) + 1, np.nan)
+            scores[labels.index[keep]] = labels.scores[keep]
+            samples = [""] * len(scores)
+            identities = [""] * len(scores)
+            for i, sample, identity in zip(labels.index, labels.samples, labels.identities):
+                samples[i], identities[i] = sample, identity
+            provenance = {k: v for k, v in labels.provenance.items()
+                          if k in ("method", "quality_fr_model", "quality_fr_model_name", "dataset", "seed", "cache_key")}
+            write_labels(subset, samples=samples, identities=identities, scores=scores, provenance=provenance)
+            subsets += ["--labels", str(subset)]
         weights = tmp / f"diffiqa-r-{n}.safetensors"
         start = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "fiqabench", "train", "diffiqa-r", "--labels", str(subset),
+        subprocess.run([sys.executable, "-m", "fiqabench", "train", "diffiqa-r", *subsets,
                         *EMBEDDED_RECIPE.split(), "--output", str(weights), "-q"], check=True,
                        env={**os.environ, "OMP_NUM_THREADS": str(args.threads)})
         seconds = time.perf_counter() - start
         q = DistilledMethod("diffiqa-r", options={"weights": str(weights)}, device="cpu").score(batch)
         loss = float(read_metadata(weights)["best_validation_loss"])
-        print(f"| {int(keep.sum())} | {loss:.4f} | {spearmanr(q, reference)[0]:.3f} | {seconds:.0f} |")
+        print(f"| {n - left} | {loss:.4f} | {spearmanr(q, reference)[0]:.3f} | {seconds:.0f} |")
 
 
 def speed(args: argparse.Namespace) -> None:
@@ -204,27 +212,29 @@ def speed(args: argparse.Namespace) -> None:
           f"{PAPER_MS['diffiqa-r']} ms: {PAPER_MS['diffiqa'] / PAPER_MS['diffiqa-r']:.0f}x")
 
 
-def label_summary(path: Path, cache: Path | None) -> None:
-    from fiqabench.labels import read_labels
+def label_summary(paths: list[Path], cache: Path | None) -> None:
+    from fiqabench.labels import min_max, read_labels
     from fiqabench_plugins.distilled import DEFAULT_WEIGHTS
     from fiqabench_plugins.distilled.method import read_metadata
 
-    labels = read_labels(path)
-    prov = labels.provenance
-    print(f"\nLabels {path}: {len(labels)} images of {len(set(labels.identities))} identities, "
-          f"{int(labels.validation.sum())} held out; method {prov['method']['name']}, dataset {prov['dataset']['spec']}"
-          f" {prov['dataset']['options']}, scores {prov['score_min']:.4f}..{prov['score_max']:.4f}")
-    print(f"min-max labels above 0.9: {np.mean(labels.labels > 0.9):.1%} of the images"
-          " (why the embedded recipe trains on ranks)")
-    if cache is not None:
-        seconds = images = 0.0
-        for part in (cache / "v1" / "quality").rglob(f"*/{prov['cache_key']}/part-*.npz"):
-            with np.load(part) as shard:
-                seconds += float(shard["batch_seconds"].sum())
-                images += float(shard["batch_images"].sum())
-        if images:
-            print(f"label job: {seconds / 3600:.2f} h of scoring for {images:.0f} images "
-                  f"({1e3 * seconds / images:.0f} ms / image; batch timings in the cache)")
+    folders = [read_labels(path) for path in paths]
+    for path, labels in zip(paths, folders):
+        prov = labels.provenance
+        print(f"\nLabels {path}: {len(labels)} images of {len(set(labels.identities))} identities; method"
+              f" {prov['method']['name']}, dataset {prov['dataset']['spec']} {prov['dataset']['options']}, scores"
+              f" {prov['score_min']:.4f}..{prov['score_max']:.4f}; sha256 {prov['labels_sha256'][:12]}")
+        if cache is not None:
+            seconds = images = 0.0
+            for part in (cache / "v1" / "quality").rglob(f"*/{prov['cache_key']}/part-*.npz"):
+                with np.load(part) as shard:
+                    seconds += float(shard["batch_seconds"].sum())
+                    images += float(shard["batch_images"].sum())
+            if images:
+                print(f"label job: {seconds / 3600:.2f} h of scoring for {images:.0f} images "
+                      f"({1e3 * seconds / images:.0f} ms / image; batch timings in the cache)")
+    scores = np.concatenate([labels.scores for labels in folders])
+    print(f"\nAll {len(folders)} folder(s): {len(scores)} images; min-max labels above 0.9: "
+          f"{np.mean(min_max(scores) > 0.9):.1%} of the images (why the embedded recipe trains on ranks)")
     for name, weights in DEFAULT_WEIGHTS.items():
         if weights.is_file():
             meta = read_metadata(weights)
@@ -241,7 +251,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--images", type=int, default=64, help="images per speed round")
     parser.add_argument("--diffiqa-images", type=int, default=8, help="images DifFIQA scores per speed round")
-    parser.add_argument("--labels", type=Path, default=None, help="label folder of the shipped weights")
+    parser.add_argument("--labels", type=Path, action="append", default=[],
+                        help="label folder(s) of the shipped weights, in their training order (repeatable)")
     parser.add_argument("--learning-curve", type=lambda text: [int(v) for v in text.split(",")], default=[],
                         metavar="N,N,...", help="with --labels: retrain DifFIQA(R) on the first N labelled images")
     parser.add_argument("--skip-speed", action="store_true")
