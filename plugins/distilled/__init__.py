@@ -60,6 +60,8 @@ TRAIN_COMMANDS = {
 #: Backbones of the official releases (research notes §6, §7.1): DifFIQA(R) = CosFace iResNet-100;
 #: eDifFIQA L/M/S = CosFace iResNet-100/50/18, T = MobileFaceNet.
 DIFFIQA_R_ARCHS = ("embedded", "iresnet18", "iresnet50", "iresnet100")
+#: eDifFIQA's named configurations the trainer builds (research notes §7.1).
+TRAINER_VARIANTS = ("T", "S", "M", "L")
 EDIFFIQA_VARIANTS = ("embedded", "T", "S", "M", "L")
 
 
@@ -141,6 +143,13 @@ def _trainer_options(name: str) -> dict[str, Option]:
     }
     if name == "ediffiqa":
         options.update({
+            "variant": Option(
+                "fr-model", "backbone: fr-model (a copy of --fr-model's network), S/M/L (the same, checked to be"
+                " the iResNet-18/50/100 of eDifFIQA's configuration) or T (a MobileFaceNet on 112 px input,"
+                " randomly initialised as the official T config, or from backbone_weights)",
+                choice("fr-model", *TRAINER_VARIANTS), choices=("fr-model",) + TRAINER_VARIANTS),
+            "backbone_weights": Option(None, "variant=T: a pretrained MobileFaceNet state dict (.pth, the official"
+                                       " eDifFIQA key layout); unset: random initialisation (official)", is_path=True),
             "theta": Option(0.5, "weight of the representation-consistency loss (official 0.5)", number(min=0, max=1)),
             "epsilon": Option(0.5, "label-optimisation strength (official ExtendedL1 0.5)", number(min=0)),
             "top_fraction": Option(0.2, "share of all labels whose images define identity centres (official beta 0.2)",

@@ -15,7 +15,12 @@ Both follow the official training scripts (research notes §6 and §7; ``D: diff
   ``min_images`` (10) such images are dropped before normalising and splitting;
 - **model**: the FR model's network (a copy; its dropout layers set to p = 0, as the CosFace
   backbone's) + ``Linear(d, 1)`` (DifFIQA(R)) or ``d -> 1024 -> GELU -> 1`` (eDifFIQA), in
-  ``train()`` mode throughout, so every BatchNorm's statistics update (the official behaviour);
+  ``train()`` mode throughout, so every BatchNorm's statistics update (the official behaviour).
+  eDifFIQA's named configurations (``configs/ediffiqa{T,S,M,L}_config.yaml``, research notes
+  §7.1): ``variant=S/M/L`` check that the FR model is the iResNet-18/50/100 they fine-tune;
+  ``variant=T`` trains a MobileFaceNet (randomly initialised: the official T config names no
+  backbone weights) on the official 112 px input while the FR model only provides the frozen
+  embeddings and identity centres, as CosFace's precomputed embeddings do for every variant;
 - **optimiser**: Adam, head at lr 1e-3, the backbone's last 100 parameter *tensors* at 1e-4
   (``list(params)[-100:]``; the rest get gradients but no step), no weight decay, no schedule;
   gradient-norm clipping at 5 over all parameters after unscaling; mixed precision (autocast +
@@ -56,12 +61,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from fiqabench.errors import ConfigError
+from fiqabench.errors import ConfigError, InputFormatError
+from fiqabench.fr import rgb_uint8_to_unit, to_input_space
 from fiqabench.labels import NORMALISATIONS, Labels, validation_mask
 from fiqabench_plugins.synthetic.train import atomic_save, optimizer_tensors, restore_optimizer
 
 from . import TRAINER_VERSION, losses
-from .networks import assemble, backbone_arch, backbone_parameters, head_parameters
+from .networks import EDIFFIQA_VARIANTS, EMBEDDING_SIZE, assemble, backbone_arch, backbone_parameters, build_backbone, head_parameters
 
 log = logging.getLogger("fiqabench")
 
@@ -223,6 +229,48 @@ def backbone_copy(fr_model: Any) -> nn.Module:
     return backbone
 
 
+def check_variant(cfg: Mapping[str, Any], fr_model: Any) -> None:
+    """eDifFIQA's ``variant`` fits the FR model (checked before anything is embedded or trained)."""
+    variant = str(cfg.get("variant") or "fr-model")
+    name = getattr(fr_model, "name", "?")
+    if variant == "T":
+        if int(fr_model.embedding_size) != EMBEDDING_SIZE:
+            raise ConfigError(
+                f"variant=T: the MobileFaceNet's {EMBEDDING_SIZE}-d features are compared with the frozen FR model's"
+                f" embeddings, but {name!r} embeds to {int(fr_model.embedding_size)} (the official T uses CosFace's 512)"
+            )
+        return
+    wanted = EDIFFIQA_VARIANTS.get(variant)
+    network = getattr(fr_model, "network", None)
+    found = backbone_arch(network) if isinstance(network, nn.Module) else "not a torch network"
+    if wanted is not None and found != wanted:
+        raise ConfigError(f"variant={variant} fine-tunes eDifFIQA's {wanted}, but FR model {name!r} is {found}:"
+                          f" pass --fr-model cosface --fr-option arch={wanted} --fr-option weights=PATH")
+
+
+def trainee_backbone(cfg: Mapping[str, Any], fr_model: Any) -> tuple[nn.Module, int, Any]:
+    """(backbone, feature size, input space) of the network to train: a copy of the FR model's
+    network on its input space, or for ``variant=T`` a MobileFaceNet on the official 112 px RGB
+    [-1, 1] input (see the module docstring)."""
+    from .method import OFFICIAL_INPUT_SPACE
+
+    check_variant(cfg, fr_model)
+    if str(cfg.get("variant") or "fr-model") != "T":
+        return backbone_copy(fr_model), int(fr_model.embedding_size), fr_model.input_space
+    backbone, size = build_backbone(EDIFFIQA_VARIANTS["T"])
+    weights = cfg.get("backbone_weights")
+    if weights:
+        from fiqabench_plugins.cr_fiqa.official import read_checkpoint
+        from fiqabench_plugins.fr_models.checkpoints import state_dict_mismatch
+
+        state = {k: v.float() if v.is_floating_point() else v for k, v in read_checkpoint(weights).items()}
+        mismatch = state_dict_mismatch(backbone.state_dict(), state)
+        if mismatch:
+            raise InputFormatError(Path(str(weights)), None, None, f"not a MobileFaceNet state dict: {mismatch}")
+        backbone.load_state_dict(state, strict=True)
+    return backbone, size, OFFICIAL_INPUT_SPACE
+
+
 def _optimizer(net: nn.Module, cfg: Mapping[str, Any]) -> torch.optim.Adam:
     """Two groups as ``utils.py`` construct_optimizer: the head, and the backbone's last N tensors."""
     last = backbone_parameters(net, int(cfg["backbone_tensors"])) if int(cfg["backbone_tensors"]) else []
@@ -233,7 +281,13 @@ def _optimizer(net: nn.Module, cfg: Mapping[str, Any]) -> torch.optim.Adam:
 
 
 def _config_json(kind: str, cfg: Mapping[str, Any], train_set: TrainingSet, fr_model: Any) -> str:
+    from fiqabench.files import file_digest
+
     relevant = {k: v for k, v in sorted(cfg.items()) if k not in ("checkpoint_steps", "num_threads", "image_cache_mb")}
+    if relevant.get("backbone_weights"):  # the file's content, not where it lies
+        relevant["backbone_weights"] = file_digest(Path(str(relevant["backbone_weights"])))
+    elif "backbone_weights" in relevant:
+        del relevant["backbone_weights"]
     return json.dumps({"trainer": f"{kind}@{TRAINER_VERSION}", "options": relevant,
                        "labels_sha256": train_set.describe()["sha256"],
                        "fr_model": f"{getattr(fr_model, 'name', '?')}:{getattr(fr_model, 'weights_digest', '')}"},
@@ -282,8 +336,9 @@ def fit(kind: str, cfg: Mapping[str, Any], items: Items, train_set: TrainingSet,
     """Train and write ``output`` (safetensors of the best-validation weights); see the module docstring."""
     seed = int(cfg["seed"])
     torch.manual_seed(seed)
-    backbone = backbone_copy(fr_model)
-    net = assemble(kind, backbone, int(fr_model.embedding_size)).to(device)
+    backbone, feature_size, input_space = trainee_backbone(cfg, fr_model)
+    own_input = str(cfg.get("variant")) == "T"  # the network has its own input space, not the FR model's
+    net = assemble(kind, backbone, feature_size).to(device)
     for name, param in net.named_parameters():
         # the FR model was frozen for inference; arcface_torch keeps the last BatchNorm's scale
         # fixed at 1 (iresnet.py L104-109), so the official training never updates it
@@ -312,14 +367,19 @@ def fit(kind: str, cfg: Mapping[str, Any], items: Items, train_set: TrainingSet,
     source = ImageSource(train_set, items.index, float(cfg["image_cache_mb"]))
 
     def loss_of(rows: np.ndarray, train: bool, flip: np.ndarray | None = None) -> torch.Tensor:
-        x = fr_model.preprocess(source.read(rows)).to(device)  # the FR model's input space: the official transform
+        images = source.read(rows)
+        if own_input:
+            x = to_input_space(rgb_uint8_to_unit(images, device), input_space)
+        else:
+            x = fr_model.preprocess(images).to(device)  # the FR model's input space: the official transform
         frozen = frozen_t[rows].to(device) if frozen_t is not None else None
         if flip is not None and flip.any():
             mirrored = torch.as_tensor(flip, device=device)
             x = torch.where(mirrored[:, None, None, None], x.flip(-1), x)
             if frozen is not None:  # consistency with what the frozen FR model makes of the mirrored image
+                fr_x = fr_model.preprocess(images).to(device).flip(-1) if own_input else x
                 with torch.no_grad():
-                    frozen = torch.where(mirrored[:, None], fr_model.forward(x).float(), frozen)
+                    frozen = torch.where(mirrored[:, None], fr_model.forward(fr_x).float(), frozen)
         with torch.autocast("cuda", dtype=torch.float16, enabled=amp):
             features, prediction = net(x)
         features, prediction = features.float(), prediction.float()
@@ -388,12 +448,12 @@ def fit(kind: str, cfg: Mapping[str, Any], items: Items, train_set: TrainingSet,
     if best is not None:  # None only if every epoch's validation loss was NaN: keep the last weights
         net.load_state_dict(best)
     net.eval()
-    space = fr_model.input_space
+    space = input_space
     atomic_save(net.state_dict(), output, {
         "format": f"fiqabench {kind} 1",
         "kind": kind,
         "arch": backbone_arch(backbone),
-        "feature_size": str(int(fr_model.embedding_size)),
+        "feature_size": str(feature_size),
         "input_space": json.dumps({"size": list(space.size), "channel_order": space.channel_order,
                                    "mean": list(space.mean), "std": list(space.std)}),
         "config": config,
@@ -431,6 +491,7 @@ def train_ediffiqa(*, options: Mapping[str, Any], device: str | torch.device = "
     _setup(options)
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
+    check_variant(options, fr_model)
     train_set = TrainingSet(labels, dataset)
     embeddings = frozen_embeddings(train_set, fr_model, np.arange(len(train_set)), progress)
     items = ediffiqa_items(train_set, embeddings, top_fraction=float(options["top_fraction"]),

@@ -203,6 +203,54 @@ def test_train_cli_takes_labels_and_the_method_loads_the_result(tmp_path: Path) 
     assert wrong.returncode == 2 and "has changed since the labels were computed" in wrong.stderr
 
 
+def test_ediffiqa_named_configurations_train_their_backbones(tmp_path: Path) -> None:
+    """variant=T trains a MobileFaceNet on 112 px input (random init as the official config, or a
+    pretrained state dict) against the frozen FR model's 512-d embeddings; S/M/L check that the FR
+    model is their iResNet; every mismatch is one line."""
+    from safetensors.torch import load_file
+
+    from fiqabench_plugins.distilled.method import read_metadata
+    from fiqabench_plugins.distilled.mobilefacenet import MobileFaceNet
+
+    from .test_fr_models import arcface_torch_keys, random_state
+
+    labels = read_labels(_tiny_labels(tmp_path / "labels"))
+    checkpoint = tmp_path / "r18.pth"
+    torch.save(random_state(arcface_torch_keys(emb=512), seed=3), checkpoint)  # CosFace's 512-d, as the official
+    reg = _registry()
+    fr = reg.get("fr_model", "cosface").build({"weights": str(checkpoint), "arch": "iresnet18"}, "cpu")
+    dataset = reg.get("dataset", "synthetic-train").build(DATASET_OPTIONS, "cpu")
+    entry = reg.get("trainer", "ediffiqa")
+
+    def train(out: Path, **given: object) -> Path:
+        options = entry.resolve_options({"batch_size": 12, "min_images": 2, **given})
+        return entry.load()(options=options, device="cpu", output=out, progress=None, labels=labels, dataset=dataset,
+                            fr_model=fr)
+
+    torch.manual_seed(7)
+    pretrained = tmp_path / "mobilefacenet.pth"
+    torch.save(MobileFaceNet(512).state_dict(), pretrained)
+    tiny = train(tmp_path / "t.safetensors", variant="T")
+    warm = train(tmp_path / "t-warm.safetensors", variant="T", backbone_weights=str(pretrained))
+    meta = read_metadata(tiny)
+    assert meta["arch"] == "mobilefacenet" and json.loads(meta["input_space"])["size"] == [112, 112]
+    stem = "base_model.conv1.conv.weight"  # not among the last 100 tensors: never stepped
+    assert torch.equal(load_file(str(warm))[stem], torch.load(pretrained)["conv1.conv.weight"])
+    assert not torch.equal(load_file(str(tiny))[stem], load_file(str(warm))[stem])
+    method = reg.get("method", "ediffiqa").build({"weights": str(tiny), "variant": "T"}, "cpu")
+    assert method.input_space.size == (112, 112)
+    assert read_metadata(train(tmp_path / "s.safetensors", variant="S"))["arch"] == "iresnet18"
+
+    with pytest.raises(ConfigError, match="variant=M fine-tunes eDifFIQA's iresnet50, but FR model .* is iresnet18"):
+        train(tmp_path / "m.safetensors", variant="M")
+    with pytest.raises(InputFormatError, match="r18.pth.*not a MobileFaceNet state dict"):
+        train(tmp_path / "bad.safetensors", variant="T", backbone_weights=str(checkpoint))
+    synth = reg.get("fr_model", "synthetic-arcface").build({}, "cpu")
+    with pytest.raises(ConfigError, match="variant=T: .* embeds to 128"):
+        entry.load()(options=entry.resolve_options({"variant": "T"}), device="cpu", output=tmp_path / "x.safetensors",
+                     progress=None, labels=labels, dataset=dataset, fr_model=synth)
+
+
 def _two_folders(tmp_path: Path) -> tuple[Path, Path]:
     """Two label folders of one teacher over two worlds of training identities (seed 0 and 1); the
     second one's scores shifted by less than a step between the first one's, so none tie."""
