@@ -125,7 +125,8 @@ def learning_curve(args: argparse.Namespace, run_dir: Path) -> None:
     images = data.read_images(list(range(len(ids))))
     batch = SampleBatch(ids=ids, images=images, metadata=({},) * len(ids), seeds=np.zeros(len(ids), np.int64))
     tmp = Path(tempfile.mkdtemp(prefix="distillation-curve-"))
-    print(f"\nLearning curve: diffiqa-r, `fiqabench train diffiqa-r --labels SUBSET [--labels SUBSET] {EMBEDDED_RECIPE}`\n")
+    print("\nLearning curve: diffiqa-r, `fiqabench train diffiqa-r --labels SUBSET [--labels SUBSET]"
+          f" {EMBEDDED_RECIPE}`\n")
     print("| labels (first N images) | best validation L1 | Spearman with diffiqa | training s |")
     print("|---|---|---|---|")
     for n in args.learning_curve:
@@ -142,8 +143,8 @@ def learning_curve(args: argparse.Namespace, run_dir: Path) -> None:
             identities = [""] * len(scores)
             for i, sample, identity in zip(labels.index, labels.samples, labels.identities):
                 samples[i], identities[i] = sample, identity
-            provenance = {k: v for k, v in labels.provenance.items()
-                          if k in ("method", "quality_fr_model", "quality_fr_model_name", "dataset", "seed", "cache_key")}
+            kept = ("method", "quality_fr_model", "quality_fr_model_name", "dataset", "seed", "cache_key")
+            provenance = {k: v for k, v in labels.provenance.items() if k in kept}
             write_labels(subset, samples=samples, identities=identities, scores=scores, provenance=provenance)
             subsets += ["--labels", str(subset)]
         weights = tmp / f"diffiqa-r-{n}.safetensors"

@@ -67,7 +67,8 @@ from fiqabench.labels import NORMALISATIONS, Labels, validation_mask
 from fiqabench_plugins.synthetic.train import atomic_save, optimizer_tensors, restore_optimizer
 
 from . import TRAINER_VERSION, losses
-from .networks import EDIFFIQA_VARIANTS, EMBEDDING_SIZE, assemble, backbone_arch, backbone_parameters, build_backbone, head_parameters
+from .networks import (EDIFFIQA_VARIANTS, EMBEDDING_SIZE, assemble, backbone_arch, backbone_parameters,
+                       build_backbone, head_parameters)
 
 log = logging.getLogger("fiqabench")
 
@@ -236,8 +237,9 @@ def check_variant(cfg: Mapping[str, Any], fr_model: Any) -> None:
     if variant == "T":
         if int(fr_model.embedding_size) != EMBEDDING_SIZE:
             raise ConfigError(
-                f"variant=T: the MobileFaceNet's {EMBEDDING_SIZE}-d features are compared with the frozen FR model's"
-                f" embeddings, but {name!r} embeds to {int(fr_model.embedding_size)} (the official T uses CosFace's 512)"
+                f"variant=T: the MobileFaceNet's {EMBEDDING_SIZE}-d features are compared with the frozen FR"
+                f" model's embeddings, but {name!r} embeds to {int(fr_model.embedding_size)}"
+                " (the official T uses CosFace's 512)"
             )
         return
     wanted = EDIFFIQA_VARIANTS.get(variant)
@@ -448,14 +450,13 @@ def fit(kind: str, cfg: Mapping[str, Any], items: Items, train_set: TrainingSet,
     if best is not None:  # None only if every epoch's validation loss was NaN: keep the last weights
         net.load_state_dict(best)
     net.eval()
-    space = input_space
     atomic_save(net.state_dict(), output, {
         "format": f"fiqabench {kind} 1",
         "kind": kind,
         "arch": backbone_arch(backbone),
         "feature_size": str(feature_size),
-        "input_space": json.dumps({"size": list(space.size), "channel_order": space.channel_order,
-                                   "mean": list(space.mean), "std": list(space.std)}),
+        "input_space": json.dumps({"size": list(input_space.size), "channel_order": input_space.channel_order,
+                                   "mean": list(input_space.mean), "std": list(input_space.std)}),
         "config": config,
         "labels": json.dumps({**train_set.describe(), "n_items": len(items), "n_train": int(len(train_rows)),
                               "n_validation": int(len(val_rows))}, sort_keys=True),

@@ -270,8 +270,8 @@ def test_several_label_folders_are_one_training_set(tmp_path: Path) -> None:
     union = TrainingSet((a, b), datasets)
     assert len(union) == len(a) + len(b) == 48
     rows = np.array([30, 2, 47, 24, 0])  # both folders, out of order
-    expected = [datasets[0].read_images([int(a.index[r])]) if r < 24 else datasets[1].read_images([int(b.index[r - 24])])
-                for r in rows]
+    expected = [datasets[0].read_images([int(a.index[r])]) if r < 24
+                else datasets[1].read_images([int(b.index[r - 24])]) for r in rows]
     assert np.array_equal(union.read_images(rows), np.concatenate(expected))
     assert not np.array_equal(union.read_images(np.array([0])), union.read_images(np.array([24])))
 
