@@ -235,7 +235,7 @@ def test_ediffiqa_named_configurations_train_their_backbones(tmp_path: Path) -> 
     meta = read_metadata(tiny)
     assert meta["arch"] == "mobilefacenet" and json.loads(meta["input_space"])["size"] == [112, 112]
     stem = "base_model.conv1.conv.weight"  # not among the last 100 tensors: never stepped
-    assert torch.equal(load_file(str(warm))[stem], torch.load(pretrained)["conv1.conv.weight"])
+    assert torch.equal(load_file(str(warm))[stem], torch.load(pretrained, weights_only=True)["conv1.conv.weight"])
     assert not torch.equal(load_file(str(tiny))[stem], load_file(str(warm))[stem])
     method = reg.get("method", "ediffiqa").build({"weights": str(tiny), "variant": "T"}, "cpu")
     assert method.input_space.size == (112, 112)
