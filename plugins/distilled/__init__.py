@@ -38,23 +38,25 @@ REFERENCES = {
     "ediffiqa": "Babnik, Peer, Struc: eDifFIQA: Towards Efficient Face Image Quality Assessment based on "
     "Denoising Diffusion Probabilistic Models, IEEE T-BIOM 2024; LSIbabnikz/eDifFIQA",
 }
-#: How the shipped weights were made (the label job, then the trainer); benchmarks/distillation.md.
-#: DifFIQA with n = 2 repeats instead of 10: five times cheaper, and its scores order the
-#: benchmark's images as n = 10 does to Spearman 0.999: 36,000 images took 0.82 h of scoring, 12,000
-#: with n = 10 took 1.55 h.
-LABEL_COMMAND = (
-    "fiqabench label --method diffiqa --method-option n=2 --dataset synthetic-train "
-    "--dataset-option identities=3000 --dataset-option degraded_fraction=0.5 --output LABELS"
+#: How the shipped weights were made (two label jobs, then the trainer on both folders);
+#: benchmarks/distillation.md. Two worlds of 3,000 training identities each (dataset seeds 0 and
+#: 1), labelled by DifFIQA with n = 2 repeats instead of 10: five times cheaper, and its scores
+#: order the benchmark's images as n = 10 does to Spearman 0.999.
+LABEL_COMMANDS = tuple(
+    "fiqabench label --method diffiqa --method-option n=2 --dataset synthetic-train --dataset-option identities=3000"
+    f" --dataset-option degraded_fraction=0.5 --dataset-option seed={seed} --output LABELS-{seed}"
+    for seed in (0, 1)
 )
-#: The embedded recipe departs from the official one where 36,000 labels are not 2 million: batch
-#: 32, 30 epochs (30,000 steps instead of 253), the backbone at lr 1e-3, a cosine decay of the
+#: The embedded recipe departs from the official one where 72,000 labels are not 2 million: batch
+#: 32, 30 epochs (60,750 steps instead of 506), the backbone at lr 1e-3, a cosine decay of the
 #: learning rates, mirrored images and rank targets (train.py says why for each;
 #: benchmarks/distillation.md); eDifFIQA keeps identities with 3 top images (12 images each here).
 EMBEDDED_RECIPE = ("--option batch_size=32 --option epochs=30 --option lr_backbone=1e-3 --option lr_schedule=cosine"
                    " --option hflip=on --option label_normalisation=rank")
+_LABELS = "--labels LABELS-0 --labels LABELS-1"
 TRAIN_COMMANDS = {
-    "diffiqa-r": f"fiqabench train diffiqa-r --labels LABELS {EMBEDDED_RECIPE} --output PATH",
-    "ediffiqa": f"fiqabench train ediffiqa --labels LABELS {EMBEDDED_RECIPE} --option min_images=3 --output PATH",
+    "diffiqa-r": f"fiqabench train diffiqa-r {_LABELS} {EMBEDDED_RECIPE} --output PATH",
+    "ediffiqa": f"fiqabench train ediffiqa {_LABELS} {EMBEDDED_RECIPE} --option min_images=3 --output PATH",
 }
 
 #: Backbones of the official releases (research notes §6, §7.1): DifFIQA(R) = CosFace iResNet-100;
@@ -78,7 +80,8 @@ def _availability(name: str) -> Any:
         path = Path(str(weights))
         if not path.is_file():
             if embedded and path == DEFAULT_WEIGHTS[name]:
-                return f"shipped weights {path.name} missing: run `{LABEL_COMMAND}` then `{TRAIN_COMMANDS[name]}`"
+                labels = "`, `".join(LABEL_COMMANDS)
+                return f"shipped weights {path.name} missing: run `{labels}`, then `{TRAIN_COMMANDS[name]}`"
             return f"weights file {weights} does not exist"
         if embedded and path.suffix != ".safetensors":
             key = "arch=iresnet100" if name == "diffiqa-r" else "variant=L (or T, S, M)"

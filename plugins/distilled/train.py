@@ -185,7 +185,7 @@ def ediffiqa_items(train_set: TrainingSet, embeddings: np.ndarray, *, top_fracti
 
 class ImageSource:
     """The training images, decoded once and kept in memory when they fit in ``budget_mb``
-    (the embedded split: 36,000 x 32 x 32 x 3 bytes = 111 MB, rendered once instead of every
+    (the embedded labels: 72,000 x 32 x 32 x 3 bytes = 221 MB, rendered once instead of every
     epoch), else read from the dataset for every batch (VGGFace2 at 112 px: 75 GB)."""
 
     def __init__(self, train_set: TrainingSet, index: np.ndarray, budget_mb: float) -> None:
