@@ -234,6 +234,9 @@ def check_variant(cfg: Mapping[str, Any], fr_model: Any) -> None:
     """eDifFIQA's ``variant`` fits the FR model (checked before anything is embedded or trained)."""
     variant = str(cfg.get("variant") or "fr-model")
     name = getattr(fr_model, "name", "?")
+    if cfg.get("backbone_weights") and variant != "T":
+        raise ConfigError(f"backbone_weights initialise eDifFIQA(T)'s MobileFaceNet; variant={variant} fine-tunes"
+                          " the FR model's own network (drop backbone_weights, or set variant=T)")
     if variant == "T":
         if int(fr_model.embedding_size) != EMBEDDING_SIZE:
             raise ConfigError(

@@ -243,6 +243,8 @@ def test_ediffiqa_named_configurations_train_their_backbones(tmp_path: Path) -> 
 
     with pytest.raises(ConfigError, match="variant=M fine-tunes eDifFIQA's iresnet50, but FR model .* is iresnet18"):
         train(tmp_path / "m.safetensors", variant="M")
+    with pytest.raises(ConfigError, match="backbone_weights initialise eDifFIQA\\(T\\)'s MobileFaceNet; variant=S"):
+        train(tmp_path / "s2.safetensors", variant="S", backbone_weights=str(pretrained))
     with pytest.raises(InputFormatError, match="r18.pth.*not a MobileFaceNet state dict"):
         train(tmp_path / "bad.safetensors", variant="T", backbone_weights=str(checkpoint))
     synth = reg.get("fr_model", "synthetic-arcface").build({}, "cpu")
