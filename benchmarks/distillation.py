@@ -4,7 +4,8 @@ Usage::
 
     .venv/bin/python benchmarks/distillation.py [--output DIR] [--cache-dir DIR] [--threads 1]
                                                 [--bootstrap 2000] [--rounds 7] [--labels LABELS ...]
-                                                [--learning-curve N,N,...] [--skip-speed]
+                                                [--learning-curve N,N,...] [--train-option KEY=VALUE ...]
+                                                [--skip-speed]
                                                 [--seed-agreement]
 
 1. **Agreement and accuracy**: one ``fiqabench run --datasets synthetic`` through the CLI with
@@ -23,7 +24,8 @@ Usage::
    min-max labels above 0.9, each label job's CPU time from the batch timings in the cache); with
    ``--learning-curve 6000,12000`` also DifFIQA(R) retrained with the shipped recipe on the labels
    of the first N images of the folders taken in order, and its Spearman with DifFIQA (minutes
-   per point).
+   per point); ``--train-option KEY=VALUE`` changes the recipe for those points (e.g.
+   ``lr_backbone=1e-4``: a later option overrides the recipe's).
 4. With ``--seed-agreement``: DifFIQA run again with run seed 1, and with n = 2 repeats (the
    shipped labels' setting), each against the seed-0 n = 10 scores.
 """
@@ -125,8 +127,9 @@ def learning_curve(args: argparse.Namespace, run_dir: Path) -> None:
     images = data.read_images(list(range(len(ids))))
     batch = SampleBatch(ids=ids, images=images, metadata=({},) * len(ids), seeds=np.zeros(len(ids), np.int64))
     tmp = Path(tempfile.mkdtemp(prefix="distillation-curve-"))
+    changes = [x for option in args.train_option for x in ("--option", option)]
     print("\nLearning curve: diffiqa-r, `fiqabench train diffiqa-r --labels SUBSET [--labels SUBSET]"
-          f" {EMBEDDED_RECIPE}`\n")
+          f" {' '.join([EMBEDDED_RECIPE, *changes])}`\n")
     print("| labels (first N images) | best validation L1 | Spearman with diffiqa | training s |")
     print("|---|---|---|---|")
     for n in args.learning_curve:
@@ -150,7 +153,7 @@ def learning_curve(args: argparse.Namespace, run_dir: Path) -> None:
         weights = tmp / f"diffiqa-r-{n}.safetensors"
         start = time.perf_counter()
         subprocess.run([sys.executable, "-m", "fiqabench", "train", "diffiqa-r", *subsets,
-                        *EMBEDDED_RECIPE.split(), "--output", str(weights), "-q"], check=True,
+                        *EMBEDDED_RECIPE.split(), *changes, "--output", str(weights), "-q"], check=True,
                        env={**os.environ, "OMP_NUM_THREADS": str(args.threads)})
         seconds = time.perf_counter() - start
         q = DistilledMethod("diffiqa-r", options={"weights": str(weights)}, device="cpu").score(batch)
@@ -256,6 +259,8 @@ def main() -> None:
                         help="label folder(s) of the shipped weights, in their training order (repeatable)")
     parser.add_argument("--learning-curve", type=lambda text: [int(v) for v in text.split(",")], default=[],
                         metavar="N,N,...", help="with --labels: retrain DifFIQA(R) on the first N labelled images")
+    parser.add_argument("--train-option", action="append", default=[], metavar="KEY=VALUE",
+                        help="with --learning-curve: a trainer option that replaces the shipped recipe's (repeatable)")
     parser.add_argument("--skip-speed", action="store_true")
     parser.add_argument("--seed-agreement", action="store_true",
                         help="also run DifFIQA with run seed 1, and with n=2 repeats (the labels' setting), and print their"
