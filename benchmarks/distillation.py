@@ -5,7 +5,7 @@ Usage::
     .venv/bin/python benchmarks/distillation.py [--output DIR] [--cache-dir DIR] [--threads 1]
                                                 [--bootstrap 2000] [--rounds 7] [--labels LABELS ...]
                                                 [--learning-curve N,N,...] [--train-option KEY=VALUE ...]
-                                                [--skip-speed]
+                                                [--held-out-fit] [--skip-speed]
                                                 [--seed-agreement]
 
 1. **Agreement and accuracy**: one ``fiqabench run --datasets synthetic`` through the CLI with
@@ -25,7 +25,9 @@ Usage::
    ``--learning-curve 6000,12000`` also DifFIQA(R) retrained with the shipped recipe on the labels
    of the first N images of the folders taken in order, and its Spearman with DifFIQA (minutes
    per point); ``--train-option KEY=VALUE`` changes the recipe for those points (e.g.
-   ``lr_backbone=1e-4``: a later option overrides the recipe's).
+   ``lr_backbone=1e-3``: a later option overrides the recipe's). With ``--held-out-fit`` also each
+   shipped network's Spearman with its labels (and eDifFIQA's with its label-optimised training
+   target) on the images its trainer held out, and the agreement of that target with DifFIQA.
 4. With ``--seed-agreement``: DifFIQA run again with run seed 1, and with n = 2 repeats (the
    shipped labels' setting), each against the seed-0 n = 10 scores.
 """
@@ -246,6 +248,85 @@ def label_summary(paths: list[Path], cache: Path | None) -> None:
                   f" best validation loss {float(meta.get('best_validation_loss', 'nan')):.4f}")
 
 
+def held_out_fit(paths: list[Path]) -> None:
+    """How well each shipped network fits what it was trained on, on the images its trainer held
+    out (every 10th by score over the union of the folders its metadata names, picked from
+    ``--labels`` by sha256): Spearman of its scores with DifFIQA's labels, and for eDifFIQA also
+    with its own training target, the label optimised by the distance to the identity centre
+    (``losses.optimised_labels``, computed here with the frozen FR embedding, which the
+    consistency loss keeps the trained features close to). Over all the images eDifFIQA keeps, the
+    Spearman of that target with DifFIQA's labels is the agreement a perfect fit of eDifFIQA's own
+    objective would have with its teacher."""
+    import torch
+    from scipy.stats import spearmanr
+
+    from fiqabench.api import SampleBatch
+    from fiqabench.labels import read_labels
+    from fiqabench.plugins import get_plugin_manager
+    from fiqabench.registry import Registry
+    from fiqabench_plugins.distilled import DEFAULT_WEIGHTS
+    from fiqabench_plugins.distilled.losses import optimised_labels
+    from fiqabench_plugins.distilled.method import DistilledMethod, read_metadata
+    from fiqabench_plugins.distilled.train import (TrainingSet, diffiqa_r_items, ediffiqa_items,
+                                                   frozen_embeddings)
+
+    registry = Registry(get_plugin_manager())
+    by_digest = {labels.provenance["labels_sha256"]: labels for labels in map(read_labels, paths)}
+    print("\nHeld-out fit: each shipped network on the validation images of its own label folders\n")
+    print("| network | label folders | validation images | Spearman with DifFIQA's labels |"
+          " Spearman with its training target |")
+    print("|---|---|---|---|---|")
+    notes = []
+    for kind, weights in DEFAULT_WEIGHTS.items():
+        meta = read_metadata(weights)
+        config = json.loads(meta["config"])
+        digests = json.loads(meta["labels"])["sha256"]
+        missing = [d[:12] for d in digests if d not in by_digest]
+        if missing:
+            print(f"| {kind} | label folders {', '.join(missing)} not given with --labels | | | |")
+            continue
+        folders = tuple(by_digest[d] for d in digests)
+        datasets = []
+        for labels in folders:
+            spec = registry.get("dataset", labels.dataset["name"])
+            datasets.append(spec.build(spec.resolve_options(dict(labels.dataset["options"])), "cpu", resolved=True))
+        fr_spec = registry.get("fr_model", folders[0].provenance["quality_fr_model_name"])
+        fr_model = fr_spec.build(fr_spec.resolve_options({}), "cpu", resolved=True)
+        train_set = TrainingSet(folders, tuple(datasets))
+        options = config["options"]
+        method = DistilledMethod(kind, options={"weights": str(weights)}, device="cpu")
+
+        def score(rows: np.ndarray) -> np.ndarray:
+            out = []
+            for start in range(0, len(rows), 500):
+                part = rows[start:start + 500]
+                out.append(method.score(SampleBatch(
+                    ids=[str(i) for i in part], images=train_set.read_images(part),
+                    metadata=({},) * len(part), seeds=np.zeros(len(part), np.int64))))
+            return np.concatenate(out)
+
+        if kind == "diffiqa-r":
+            items = diffiqa_r_items(train_set, options["label_normalisation"])
+            rows = items.index[items.validation]
+            print(f"| {kind} | {len(folders)} | {len(rows)} | {spearmanr(score(rows), train_set.scores[rows])[0]:.3f}"
+                  " | (the labels) |")
+            continue
+        embeddings = frozen_embeddings(train_set, fr_model, np.arange(len(train_set)))
+        items = ediffiqa_items(train_set, embeddings, top_fraction=float(options["top_fraction"]),
+                               min_images=int(options["min_images"]), normalisation=options["label_normalisation"])
+        target = optimised_labels(torch.as_tensor(items.labels), torch.as_tensor(items.frozen),
+                                  torch.as_tensor(items.centres), float(options["epsilon"])).numpy()
+        rows = items.index[items.validation]
+        q = score(rows)
+        print(f"| {kind} | {len(folders)} | {len(rows)} | {spearmanr(q, train_set.scores[rows])[0]:.3f} |"
+              f" {spearmanr(q, target[items.validation])[0]:.3f} |")
+        notes.append(f"{kind}'s training target against DifFIQA's labels over the {len(items)} of {len(train_set)}"
+                     f" images it keeps: Spearman {spearmanr(target, train_set.scores[items.index])[0]:.3f}"
+                     " (the agreement with its teacher of a perfect fit of its own objective)")
+    for note in notes:
+        print(f"\n{note}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--output", type=Path, default=None, help="run directory (default: a temporary one)")
@@ -261,6 +342,8 @@ def main() -> None:
                         metavar="N,N,...", help="with --labels: retrain DifFIQA(R) on the first N labelled images")
     parser.add_argument("--train-option", action="append", default=[], metavar="KEY=VALUE",
                         help="with --learning-curve: a trainer option that replaces the shipped recipe's (repeatable)")
+    parser.add_argument("--held-out-fit", action="store_true",
+                        help="with --labels: the shipped networks' Spearman with their labels and targets on the held-out images")
     parser.add_argument("--skip-speed", action="store_true")
     parser.add_argument("--seed-agreement", action="store_true",
                         help="also run DifFIQA with run seed 1, and with n=2 repeats (the labels' setting), and print their"
@@ -268,6 +351,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.labels:
         label_summary(args.labels, args.cache_dir)
+        if args.held_out_fit:
+            held_out_fit(args.labels)
     run_dir = quality(args)
     if args.learning_curve and args.labels:
         learning_curve(args, run_dir)
