@@ -5,7 +5,7 @@ Usage::
     .venv/bin/python benchmarks/distillation.py [--output DIR] [--cache-dir DIR] [--threads 1]
                                                 [--bootstrap 2000] [--rounds 7] [--labels LABELS ...]
                                                 [--learning-curve N,N,...] [--train-option KEY=VALUE ...]
-                                                [--held-out-fit] [--skip-speed]
+                                                [--weights KIND=PATH ...] [--held-out-fit] [--skip-speed]
                                                 [--seed-agreement]
 
 1. **Agreement and accuracy**: one ``fiqabench run --datasets synthetic`` through the CLI with
@@ -13,7 +13,8 @@ Usage::
    Spearman rank correlation of each distilled method's scores with DifFIQA's over the 1,000
    images (target >= 0.9; the embedding norm is printed as the floor it must clear), normalised
    pAUC@0.2/0.3, and the paired cluster bootstrap over identities of each method's pAUC@0.3
-   minus DifFIQA's (``identity_bootstrap.py``; target: within 0.05 or better).
+   minus DifFIQA's (``identity_bootstrap.py``; target: within 0.05 or better). ``--weights
+   ediffiqa=PATH`` measures another trained network (e.g. a recipe variant) in the same run.
 2. **Speed**: ms per image of ``diffiqa-r`` and ``ediffiqa`` and of one inference forward pass of
    the backbone they were distilled from (SynthArcFace: preprocess + trunk + head, batches of 64),
    interleaved rounds, ratio per round, median (target <= 1.2x); DifFIQA's ms per image on a
@@ -64,6 +65,9 @@ def quality(args: argparse.Namespace) -> Path:
     cache = args.cache_dir or tmp / "cache"
     command = [sys.executable, "-m", "fiqabench", "run", "-q", "--datasets", "synthetic", "--methods", ",".join(METHODS),
                "--seed", "0", "--output", str(out), "--cache-dir", str(cache), "--formats", "csv"]
+    for kind, weights in args.weights:
+        command += ["--method-option", f"{kind}:weights={weights}"]
+        print(f"{kind}: weights {weights} (instead of the shipped ones)")
     print(f"$ OMP_NUM_THREADS={args.threads} fiqabench run --datasets synthetic --methods {','.join(METHODS)} --seed 0")
     start = time.perf_counter()
     subprocess.run(command, check=True, env={**os.environ, "OMP_NUM_THREADS": str(args.threads)})
@@ -327,6 +331,13 @@ def held_out_fit(paths: list[Path]) -> None:
         print(f"\n{note}")
 
 
+def _kind_weights(text: str) -> tuple[str, Path]:
+    kind, _, path = text.partition("=")
+    if kind not in DISTILLED or not path:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected diffiqa-r=PATH or ediffiqa=PATH")
+    return kind, Path(path)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--output", type=Path, default=None, help="run directory (default: a temporary one)")
@@ -342,6 +353,8 @@ def main() -> None:
                         metavar="N,N,...", help="with --labels: retrain DifFIQA(R) on the first N labelled images")
     parser.add_argument("--train-option", action="append", default=[], metavar="KEY=VALUE",
                         help="with --learning-curve: a trainer option that replaces the shipped recipe's (repeatable)")
+    parser.add_argument("--weights", type=_kind_weights, action="append", default=[], metavar="KIND=PATH",
+                        help="score diffiqa-r or ediffiqa with these weights instead of the shipped ones (repeatable)")
     parser.add_argument("--held-out-fit", action="store_true",
                         help="with --labels: the shipped networks' Spearman with their labels and targets on the held-out images")
     parser.add_argument("--skip-speed", action="store_true")
