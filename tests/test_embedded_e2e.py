@@ -46,13 +46,13 @@ def test_default_run_every_shipped_method(tmp_path: Path) -> None:
     assert rows["diffiqa"]["pauc"]["0.3"] <= 0.90
     for distilled in ("diffiqa-r", "ediffiqa"):  # one forward pass, informative (benchmarks/distillation.md)
         assert rows[distilled]["pauc"]["0.3"] <= 0.90
-    # the shipped distilled weights keep their rank agreement with their teacher (measured 0.895 and
-    # 0.880 in benchmarks/distillation.md; issue 14 asks 0.9; the untrained embedding norm gets 0.786)
+    # the shipped distilled weights keep their rank agreement with their teacher (measured 0.907 and
+    # 0.879 in benchmarks/distillation.md; issue 14 asks 0.9; the untrained embedding norm gets 0.786)
     qualities: dict[str, dict[str, float]] = {}
     with (out / "qualities.csv").open(newline="") as handle:
         for row in csv.DictReader(handle):
             qualities.setdefault(row["method"], {})[row["sample"]] = float(row["quality"])
     samples = sorted(qualities["diffiqa"])
     teacher = [qualities["diffiqa"][s] for s in samples]
-    for distilled in ("diffiqa-r", "ediffiqa"):
-        assert spearmanr([qualities[distilled][s] for s in samples], teacher)[0] >= 0.87, distilled
+    for distilled, floor in (("diffiqa-r", 0.9), ("ediffiqa", 0.87)):
+        assert spearmanr([qualities[distilled][s] for s in samples], teacher)[0] >= floor, distilled
