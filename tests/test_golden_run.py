@@ -52,13 +52,6 @@ def run(tmp: Path) -> dict:
 REL_TOL = 1e-5
 
 
-def _number(text: str) -> float | None:
-    try:
-        return float(text)
-    except ValueError:
-        return None
-
-
 def mismatches(got: Any, expected: Any, where: str = "") -> list[str]:
     """Where ``got`` differs from ``expected``: floats (and numeric CSV fields) beyond REL_TOL,
     anything else at all."""
@@ -75,10 +68,18 @@ def mismatches(got: Any, expected: Any, where: str = "") -> list[str]:
     return [] if got == expected else [f"{where}: {got!r} != {expected!r}"]
 
 
+def _cell(text: str) -> Any:
+    """A CSV cell as a float when it is a decimal number; integers and text stay strings (exact)."""
+    if text.isdigit():
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
 def csv_cells(text: str) -> list[list[Any]]:
-    """The CSV's cells, numbers as floats (integers stay exact: a float compares ints exactly)."""
-    return [[_number(cell) if _number(cell) is not None and not cell.isdigit() else cell
-             for cell in line.split(",")] for line in text.splitlines()]
+    return [[_cell(cell) for cell in line.split(",")] for line in text.splitlines()]
 
 
 def test_tolerant_comparison_catches_real_changes() -> None:
